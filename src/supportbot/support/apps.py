@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class SupportConfig(AppConfig):
+    name = "supportbot.support"
+    label = "support"
+    verbose_name = "Support desk"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Signals are extension points only: they schedule the FAQ embedding sync
+        # after commit, so every ORM path (admin, shell, import) keeps the index fresh.
+        from supportbot.support import signals  # noqa: F401

@@ -1,0 +1,223 @@
+"""The support desk: customers, tickets, an append-only message log, the FAQ."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Language(models.TextChoices):
+    UK = "uk", "Українська"
+    RU = "ru", "Русский"
+    EN = "en", "English"
+
+
+class TelegramUser(models.Model):
+    id = models.BigIntegerField(primary_key=True, help_text="Telegram user id")
+    username = models.CharField(max_length=64, blank=True)
+    first_name = models.CharField(max_length=128, blank=True)
+    last_name = models.CharField(max_length=128, blank=True)
+    language_code = models.CharField(max_length=16, blank=True)
+    is_blocked = models.BooleanField(default=False, help_text="The user blocked the bot")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "customer"
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        name = " ".join(p for p in (self.first_name, self.last_name) if p) or str(self.id)
+        return f"{name} (@{self.username})" if self.username else name
+
+
+class Ticket(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        WITH_OPERATOR = "with_operator", "With operator"
+        ANSWERED = "answered", "Answered"
+        CLOSED = "closed", "Closed"
+
+    ACTIVE = (Status.OPEN, Status.WITH_OPERATOR, Status.ANSWERED)
+
+    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="tickets")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    handed_over_at = models.DateTimeField(null=True, blank=True)
+    waiting_notice_sent = models.BooleanField(
+        default=False, help_text="The customer was told a person will reply (sent once per hand-over)"
+    )
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            # One open ticket per customer at a time, enforced by the database.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=~Q(status="closed"),
+                name="one_active_ticket_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.user} [{self.get_status_display()}]"
+
+
+class TicketStatusChange(models.Model):
+    """Audit row for every status change: who, why, when."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="status_changes")
+    old_status = models.CharField(max_length=16, choices=Ticket.Status.choices, blank=True)
+    new_status = models.CharField(max_length=16, choices=Ticket.Status.choices)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor = models.CharField(max_length=32, help_text="customer / bot / operator / system")
+    reason = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class FaqEntry(models.Model):
+    key = models.SlugField(max_length=100, unique=True, help_text="Stable identifier used by import/export")
+    question = models.TextField()
+    answer = models.TextField()
+    language = models.CharField(max_length=8, choices=Language.choices, default=Language.EN)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "FAQ entry"
+        verbose_name_plural = "FAQ entries"
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.question[:60]}"
+
+
+class FaqPhrasing(models.Model):
+    """Another way customers ask the same question."""
+
+    entry = models.ForeignKey(FaqEntry, on_delete=models.CASCADE, related_name="phrasings")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class FaqEmbedding(models.Model):
+    """A stored vector for one FAQ text (question or phrasing) under one model.
+
+    Keyed by the hash of the embedded text, so unchanged text is never embedded
+    twice, by any process. Rows are immutable: changed text gets a new row.
+    """
+
+    entry = models.ForeignKey(FaqEntry, on_delete=models.CASCADE, related_name="embeddings")
+    phrasing = models.ForeignKey(
+        FaqPhrasing, null=True, blank=True, on_delete=models.CASCADE, related_name="embeddings"
+    )
+    model_name = models.CharField(max_length=200)
+    text_hash = models.CharField(max_length=64)
+    dim = models.PositiveIntegerField()
+    vector = models.BinaryField(help_text="float32 little-endian, L2-normalised")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["entry", "model_name", "text_hash"], name="one_vector_per_text_and_model"
+            )
+        ]
+        indexes = [models.Index(fields=["model_name", "id"])]
+
+
+class KnowledgeVersion(models.Model):
+    """A counter bumped after every FAQ index change; processes poll it (cheap)."""
+
+    model_name = models.CharField(max_length=200, unique=True)
+    version = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        IN = "in", "From customer"
+        OUT = "out", "To customer"
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text"
+        VOICE = "voice", "Voice"
+        PHOTO = "photo", "Photo"
+        STICKER = "sticker", "Sticker"
+        DOCUMENT = "document", "Document"
+        OTHER = "other", "Other"
+
+    class Source(models.TextChoices):
+        USER = "user", "Customer"
+        FAQ = "faq", "FAQ"
+        LOCAL_LLM = "local_llm", "Local LLM"
+        API_LLM = "api_llm", "API LLM"
+        OPERATOR = "operator", "Operator"
+        SYSTEM = "system", "System"
+
+    class Delivery(models.TextChoices):
+        NOT_APPLICABLE = "", "—"
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    AUTOMATIC_SOURCES = (Source.FAQ, Source.LOCAL_LLM, Source.API_LLM)
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEXT)
+    text = models.TextField(blank=True)
+    telegram_message_id = models.BigIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    faq_entry = models.ForeignKey(
+        FaqEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
+    )
+    score = models.FloatField(null=True, blank=True, help_text="Match score behind an FAQ answer")
+    processing_ms = models.PositiveIntegerField(null=True, blank=True)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    in_reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    delivery_status = models.CharField(
+        max_length=8, choices=Delivery.choices, blank=True, default=Delivery.NOT_APPLICABLE
+    )
+    delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    delivery_error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["delivery_status", "id"])]
+
+    def __str__(self) -> str:
+        arrow = "→" if self.direction == self.Direction.OUT else "←"
+        return f"{arrow} [{self.source}] {self.text[:60]}"
+
+
+class Feedback(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    helpful = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["message"], name="one_feedback_per_answer")]

@@ -1,0 +1,300 @@
+"""Support-desk workflows as explicit keyword-only functions.
+
+The bot, the admin, the CLI and the benchmarks all call these (sync; async code
+runs them through ``sync_to_async``), so ticket rules live in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from supportbot.support.models import (
+    FaqEntry,
+    Feedback,
+    Message,
+    TelegramUser,
+    Ticket,
+    TicketStatusChange,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 20_000  # stored text cap; Telegram itself caps a message at 4096
+
+
+@dataclass(frozen=True)
+class CustomerInfo:
+    id: int
+    username: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    language_code: str = ""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    ticket_id: int
+    message_id: int
+    #: The ticket belongs to a person: the bot must not auto-answer.
+    with_operator: bool
+    #: Tell the customer, once, that a person will reply.
+    notify_waiting: bool
+
+
+def upsert_customer(info: CustomerInfo) -> TelegramUser:
+    defaults = {
+        "username": (info.username or "")[:64],
+        "first_name": (info.first_name or "")[:128],
+        "last_name": (info.last_name or "")[:128],
+        "language_code": (info.language_code or "")[:16],
+        "is_blocked": False,
+    }
+    user, _ = TelegramUser.objects.update_or_create(id=info.id, defaults=defaults)
+    return user
+
+
+def _active_ticket(user_id: int) -> Ticket:
+    ticket = (
+        Ticket.objects.select_for_update()
+        .filter(user_id=user_id, status__in=Ticket.ACTIVE)
+        .first()
+    )
+    if ticket is not None:
+        return ticket
+    try:
+        with transaction.atomic():
+            ticket = Ticket.objects.create(user_id=user_id)
+            TicketStatusChange.objects.create(
+                ticket=ticket, old_status="", new_status=ticket.status,
+                actor="customer", reason="first message",
+            )
+            return ticket
+    except IntegrityError:  # another worker opened it a moment ago
+        return Ticket.objects.get(user_id=user_id, status__in=Ticket.ACTIVE)
+
+
+def change_status(
+    *, ticket: Ticket, new_status: str, actor: str, reason: str, operator=None
+) -> bool:
+    if ticket.status == new_status:
+        return False
+    old = ticket.status
+    ticket.status = new_status
+    fields = ["status", "updated_at"]
+    if new_status == Ticket.Status.WITH_OPERATOR:
+        ticket.handed_over_at = timezone.now()
+        fields.append("handed_over_at")
+    if new_status == Ticket.Status.CLOSED:
+        ticket.closed_at = timezone.now()
+        fields.append("closed_at")
+    ticket.save(update_fields=fields)
+    TicketStatusChange.objects.create(
+        ticket=ticket, old_status=old, new_status=new_status,
+        actor=actor, reason=reason[:255], changed_by=operator,
+    )
+    return True
+
+
+@transaction.atomic
+def record_incoming(
+    *, customer: CustomerInfo, kind: str, text: str, telegram_message_id: int | None
+) -> Incoming:
+    """Log a customer's message on their active ticket (opening one if needed)."""
+    upsert_customer(customer)
+    ticket = _active_ticket(customer.id)
+    message = Message.objects.create(
+        ticket=ticket, direction=Message.Direction.IN, kind=kind, text=(text or "")[:MAX_TEXT],
+        telegram_message_id=telegram_message_id, source=Message.Source.USER,
+    )
+    with_operator = ticket.status in (Ticket.Status.WITH_OPERATOR, Ticket.Status.ANSWERED)
+    notify = False
+    if with_operator:
+        if ticket.status == Ticket.Status.ANSWERED:
+            change_status(ticket=ticket, new_status=Ticket.Status.WITH_OPERATOR,
+                          actor="customer", reason="customer wrote after the operator's reply")
+        notify = not ticket.waiting_notice_sent
+        if notify:
+            ticket.waiting_notice_sent = True
+        ticket.save(update_fields=["waiting_notice_sent", "updated_at"])
+    else:
+        ticket.save(update_fields=["updated_at"])
+    return Incoming(ticket.pk, message.pk, with_operator, notify)
+
+
+@transaction.atomic
+def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = True) -> bool:
+    """Give the ticket to a person. Returns False when it already was."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+    if ticket.status == Ticket.Status.CLOSED:
+        return False
+    changed = change_status(ticket=ticket, new_status=Ticket.Status.WITH_OPERATOR,
+                            actor=actor, reason=reason)
+    if notice_sent and not ticket.waiting_notice_sent:
+        ticket.waiting_notice_sent = True
+        ticket.save(update_fields=["waiting_notice_sent"])
+    return changed
+
+
+def record_outgoing(
+    *,
+    ticket_id: int,
+    text: str,
+    source: str,
+    in_reply_to_id: int | None = None,
+    faq_entry_id: int | None = None,
+    score: float | None = None,
+    processing_ms: int | None = None,
+    telegram_message_id: int | None = None,
+) -> Message:
+    """Log a message the bot itself sent (answers, notices)."""
+    return Message.objects.create(
+        ticket_id=ticket_id, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
+        text=text[:MAX_TEXT], source=source, in_reply_to_id=in_reply_to_id,
+        faq_entry_id=faq_entry_id, score=score, processing_ms=processing_ms,
+        telegram_message_id=telegram_message_id,
+        delivery_status=Message.Delivery.SENT if telegram_message_id else Message.Delivery.SENDING,
+    )
+
+
+def mark_sent(*, message_id: int, telegram_message_id: int | None) -> None:
+    Message.objects.filter(pk=message_id).update(
+        telegram_message_id=telegram_message_id, delivery_status=Message.Delivery.SENT
+    )
+
+
+# -- feedback -------------------------------------------------------------------
+class FeedbackOutcome(str, Enum):
+    STORED = "stored"
+    NOT_YOURS = "not_yours"
+    STALE = "stale"
+    UNKNOWN = "unknown"
+
+
+@transaction.atomic
+def record_feedback(*, message_id: int, customer_id: int, helpful: bool) -> FeedbackOutcome:
+    """Store a Helpful / Not helpful click; "Not helpful" hands the ticket over.
+
+    Checks the click against the database, never trusting the callback data:
+    the answer must exist, be automatic, belong to this customer's ticket, the
+    ticket must still be active, and each answer takes one vote.
+    """
+    message = (
+        Message.objects.select_related("ticket")
+        .filter(pk=message_id, direction=Message.Direction.OUT,
+                source__in=Message.AUTOMATIC_SOURCES)
+        .first()
+    )
+    if message is None:
+        return FeedbackOutcome.UNKNOWN
+    if message.ticket.user_id != customer_id:
+        return FeedbackOutcome.NOT_YOURS
+    if message.ticket.status == Ticket.Status.CLOSED or Feedback.objects.filter(message=message).exists():
+        return FeedbackOutcome.STALE
+    Feedback.objects.create(message=message, helpful=helpful)
+    if not helpful:
+        hand_over(ticket_id=message.ticket_id, actor="customer", reason="answer marked not helpful")
+    return FeedbackOutcome.STORED
+
+
+# -- operators --------------------------------------------------------------------
+@transaction.atomic
+def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
+    """Queue an operator's reply; the bot process delivers it (outbox), once."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("The reply is empty.")
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if ticket.status == Ticket.Status.CLOSED:
+        raise ValueError("The ticket is closed; the customer's next message opens a new one.")
+    last_in = ticket.messages.filter(direction=Message.Direction.IN).order_by("-id").first()
+    message = Message.objects.create(
+        ticket=ticket, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
+        text=text[:MAX_TEXT], source=Message.Source.OPERATOR, operator=operator,
+        in_reply_to=last_in, delivery_status=Message.Delivery.PENDING,
+    )
+    change_status(ticket=ticket, new_status=Ticket.Status.ANSWERED, actor="operator",
+                  reason="operator replied", operator=operator)
+    ticket.waiting_notice_sent = False
+    ticket.save(update_fields=["waiting_notice_sent"])
+    return message
+
+
+def close_ticket(*, ticket: Ticket, operator=None, reason: str = "closed by operator") -> bool:
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        return change_status(ticket=ticket, new_status=Ticket.Status.CLOSED,
+                             actor="operator" if operator else "system", reason=reason,
+                             operator=operator)
+
+
+def save_answer_to_faq(*, message: Message, key: str | None = None, question: str | None = None) -> FaqEntry:
+    """Turn an operator's answer into an FAQ entry (the customer's question + that answer).
+
+    Only operator answers qualify: saving an automatic answer would feed the
+    FAQ with its own (or an LLM's) output.
+    """
+    if message.source != Message.Source.OPERATOR:
+        raise ValueError("Only an operator's answer can be saved to the FAQ.")
+    if question is None:
+        asked = message.in_reply_to or (
+            message.ticket.messages.filter(direction=Message.Direction.IN, id__lt=message.id,
+                                           kind__in=[Message.Kind.TEXT, Message.Kind.VOICE])
+            .exclude(text="").order_by("-id").first()
+        )
+        if asked is None or not asked.text.strip():
+            raise ValueError("No customer question precedes this answer.")
+        question = asked.text.strip()
+    language = (message.ticket.user.language_code or "")[:2]
+    if language not in {"uk", "ru", "en"}:
+        from supportbot.config import get_settings
+
+        language = get_settings().default_language
+    base = key or slugify(question, allow_unicode=False)[:60] or "operator-answer"
+    candidate, n = base, 2
+    while FaqEntry.objects.filter(key=candidate).exists():
+        candidate, n = f"{base}-{n}", n + 1
+    return FaqEntry.objects.create(key=candidate, question=question[:2000],
+                                   answer=message.text, language=language)
+
+
+# -- outbox --------------------------------------------------------------------------
+MAX_DELIVERY_ATTEMPTS = 5
+
+
+def claim_outbox(*, limit: int = 20) -> list[Message]:
+    """Claim pending operator replies for delivery.
+
+    The conditional UPDATE is the claim: of several bot workers polling the
+    same rows, exactly one moves a row from pending to sending.
+    """
+    claimed = []
+    candidates = list(
+        Message.objects.filter(delivery_status=Message.Delivery.PENDING)
+        .order_by("id").values_list("id", flat=True)[:limit]
+    )
+    for message_id in candidates:
+        won = Message.objects.filter(pk=message_id, delivery_status=Message.Delivery.PENDING).update(
+            delivery_status=Message.Delivery.SENDING
+        )
+        if won:
+            claimed.append(Message.objects.select_related("ticket", "ticket__user").get(pk=message_id))
+    return claimed
+
+
+def delivery_failed(*, message_id: int, error: str, final: bool) -> None:
+    message = Message.objects.get(pk=message_id)
+    message.delivery_attempts += 1
+    message.delivery_error = error[:255]
+    give_up = final or message.delivery_attempts >= MAX_DELIVERY_ATTEMPTS
+    message.delivery_status = Message.Delivery.FAILED if give_up else Message.Delivery.PENDING
+    message.save(update_fields=["delivery_attempts", "delivery_error", "delivery_status"])
+
+
+def mark_customer_blocked(*, user_id: int) -> None:
+    TelegramUser.objects.filter(pk=user_id).update(is_blocked=True)

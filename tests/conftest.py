@@ -1,0 +1,68 @@
+"""Shared fixtures: a real SQLite file database (pytest-django), the sandbox Bot API
+over real HTTP on an ephemeral port, and the unmodified bot polling it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from supportbot.config import SANDBOX_BOT_TOKEN
+
+SAMPLE_FAQ = Path(__file__).resolve().parents[1] / "src" / "supportbot" / "data" / "sample_faq.json"
+
+
+@pytest.fixture
+def sample_faq(transactional_db):
+    """The shipped sample FAQ, imported through the product's import path (embeds it)."""
+    from supportbot.support.faq_io import import_faq
+
+    import_faq(SAMPLE_FAQ)
+    return SAMPLE_FAQ
+
+
+@pytest.fixture
+async def sandbox():
+    from supportbot.sandbox.server import start_server
+
+    server = await start_server("127.0.0.1", 0, token=SANDBOX_BOT_TOKEN)
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def customer_api(sandbox):
+    from supportbot.sandbox.client import SandboxClient
+
+    async with SandboxClient(sandbox.url) as client:
+        yield client
+
+
+@pytest.fixture
+async def bot_app(sandbox, transactional_db):
+    """The real bot process parts, polling the sandbox over HTTP."""
+    from supportbot.bot.runner import BotApp
+
+    app = BotApp(token=SANDBOX_BOT_TOKEN, api_url=sandbox.url, default_language="en",
+                 refresh_seconds=1.0, polling_timeout=1, outbox_interval=0.2)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def wait_until(predicate, *, timeout: float = 5.0, interval: float = 0.05):
+    """Poll a sync predicate (run in a thread: it may use the ORM) until it is truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await sync_to_async(predicate)()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

@@ -1,0 +1,31 @@
+"""Deterministic fakes behind the model protocols, for fast unit tests only."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+
+from supportbot.knowledge.embedders import normalise_rows
+
+
+class BagOfWordsEmbedder:
+    """Hashes words into a small vector: same words -> same direction."""
+
+    def __init__(self, dim: int = 64) -> None:
+        self.name = "fake/bag-of-words"
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return normalise_rows(out)
+
+    @property
+    def embedded_texts(self) -> int:
+        return sum(len(c) for c in self.calls)

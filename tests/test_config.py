@@ -1,0 +1,57 @@
+import pytest
+
+from supportbot.config import ConfigError, Settings, load_settings
+
+
+def _env(monkeypatch, **values):
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("WEB_PORT", "eighty"),
+        ("WEB_PORT", "70000"),
+        ("DEBUG", "maybe"),
+        ("DEFAULT_LANGUAGE", "de"),
+        ("TELEGRAM_API_URL", "api.telegram.org"),
+        ("TELEGRAM_BOT_TOKEN", "not-a-token"),
+        ("DATABASE_URL", "oracle://x"),
+        ("EMBEDDING_BACKEND", "word2vec"),
+        ("FAQ_MATCH_THRESHOLD", "2"),
+    ],
+)
+def test_bad_value_names_the_variable(monkeypatch, variable, value):
+    _env(monkeypatch, **{variable: value})
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert variable in str(info.value)
+
+
+def test_token_never_appears_in_errors(monkeypatch):
+    _env(monkeypatch, TELEGRAM_BOT_TOKEN="secret-but-malformed")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "secret-but-malformed" not in str(info.value)
+
+
+def test_defaults_and_sandbox_mode(monkeypatch, tmp_path):
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    cfg = Settings(supportbot_data_dir=tmp_path / "d")
+    assert cfg.sandbox_mode and cfg.debug is False
+    assert cfg.telegram_api_url == "https://api.telegram.org"
+    assert cfg.resolved_database_url().startswith("sqlite:///") and str(tmp_path) in cfg.resolved_database_url()
+    key = cfg.secret_key()
+    assert len(key) > 40 and cfg.secret_key() == key  # generated once, then reused
+    assert (tmp_path / "d" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_dotenv_file_is_read(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    (tmp_path / ".env").write_text("WEB_PORT=9123\nDEFAULT_LANGUAGE=uk\n")
+    cfg = load_settings()
+    assert cfg.web_port == 9123 and cfg.default_language == "uk"
