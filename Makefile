@@ -1,4 +1,6 @@
 # supportbot: `make run` starts the product, `make test` runs the whole test suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,8 +11,9 @@ STAMP  := $(VENV)/.installed-stamp
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@echo "Installing supportbot into $(VENV) (first run: a few minutes)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
 install: $(STAMP)

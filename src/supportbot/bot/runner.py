@@ -17,11 +17,14 @@ from asgiref.sync import sync_to_async
 from supportbot.bot.handlers import get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.bot.outbox import OutboxSender
+from supportbot.knowledge.batching import BatchingEmbedder
 from supportbot.knowledge.decision import policy_for
 from supportbot.knowledge.embedders import Embedder, default_embedder
 from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
+from supportbot.speech.queue import TranscriptionQueue, build_queue
+from supportbot.support.voice import AudioRetentionJob, AudioStore
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,14 @@ def build_bot(token: str, api_url: str) -> Bot:
     return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
-def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str) -> Dispatcher:
-    dp = Dispatcher(pipeline=pipeline)
+def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str,
+                     speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None) -> Dispatcher:
+    if speech is None or audio_store is None:
+        from supportbot.config import get_settings
+
+        speech = speech or build_queue(get_settings())
+        audio_store = audio_store or AudioStore.from_settings(get_settings())
+    dp = Dispatcher(pipeline=pipeline, speech=speech, audio_store=audio_store)
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
     dp.callback_query.outer_middleware(context)
@@ -42,7 +51,8 @@ def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str) -> Disp
 
 def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None) -> AnswerPipeline:
     embedder = embedder or default_embedder()
-    index = FaqIndex(embedder, policy_for(embedder.name, threshold))
+    # Questions from concurrent customers share model calls (see knowledge.batching).
+    index = FaqIndex(BatchingEmbedder(embedder), policy_for(embedder.name, threshold))
     return AnswerPipeline(index)
 
 
@@ -57,10 +67,19 @@ class BotApp:
 
     def __init__(self, *, token: str, api_url: str, default_language: str = "en",
                  refresh_seconds: float = 1.0, pipeline: AnswerPipeline | None = None,
-                 polling_timeout: int = 10, outbox_interval: float = 0.5) -> None:
+                 polling_timeout: int = 10, outbox_interval: float = 0.5,
+                 speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
+                 warm_up_speech: bool = False) -> None:
+        from supportbot.config import get_settings
+
         self.pipeline = pipeline or build_pipeline()
         self.bot = build_bot(token, api_url)
-        self.dp = build_dispatcher(self.pipeline, default_language=default_language)
+        # Voice: a worker pool per bot process; the model itself is shared process-wide.
+        self.speech = speech or build_queue(get_settings())
+        self.audio_store = audio_store or AudioStore.from_settings(get_settings())
+        self.warm_up_speech = warm_up_speech
+        self.dp = build_dispatcher(self.pipeline, default_language=default_language,
+                                   speech=self.speech, audio_store=self.audio_store)
         self.refresh_seconds = refresh_seconds
         self.polling_timeout = polling_timeout
         self.outbox = OutboxSender(self.bot, interval=outbox_interval)
@@ -80,18 +99,22 @@ class BotApp:
         self._tasks = [
             asyncio.create_task(IndexRefresher(self.pipeline.index, self.refresh_seconds).run(), name="faq-refresh"),
             asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(AudioRetentionJob(self.audio_store).run(), name="audio-retention"),
             asyncio.create_task(
                 self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,
                                       polling_timeout=self.polling_timeout),
                 name="polling",
             ),
         ]
+        if self.warm_up_speech:  # load the speech model now rather than on the first voice message
+            self._tasks.append(asyncio.create_task(self.speech.warm_up(), name="speech-warm-up"))
 
     async def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
             await self.dp.stop_polling()
         for task in self._tasks:
             task.cancel()
+        self.speech.close()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
