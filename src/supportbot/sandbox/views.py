@@ -6,57 +6,119 @@ so it needs only the admin login and works wherever the admin is served.
 
 from __future__ import annotations
 
-import json
+import functools
+import http.client
+import re
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 
+from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.views.decorators.csrf import csrf_protect
+from django.middleware.csrf import get_token
+from django.template import engines
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from supportbot.config import get_settings
 
-_ALLOWED_PREFIXES = ("chats/", "callbacks/", "health")
-_MAX_BODY = 21 * 1024 * 1024
+# Only the control-API routes the page uses; anything else (the Bot API with its
+# token, "..", odd characters) never reaches the sandbox.
+_ALLOWED_ROUTE = re.compile(
+    r"health|chats/\d{1,19}/(?:messages|callback)|callbacks/[\w-]{1,64}"
+)
+_MAX_BODY = 21 * 1024 * 1024  # Telegram's 20 MB download limit plus multipart overhead
+_TIMEOUT_S = 10
+_PAGE = Path(__file__).resolve().parent / "templates" / "sandbox" / "chat.html"
+_NOT_RUNNING = (
+    "The sandbox is not running. Start it with `make run` (without TELEGRAM_BOT_TOKEN) "
+    "or `supportbot sandbox`."
+)
 
 
 def _sandbox_base() -> str:
+    """The control API's base URL (tests point it at their own server)."""
     cfg = get_settings()
     return f"http://{cfg.sandbox_host}:{cfg.sandbox_port}/sandbox/api/"
 
 
 @staff_member_required
 def chat_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "sandbox/chat.html", {
-        "user_id": 900_000_000 + request.user.pk,
-        "first_name": request.user.first_name or request.user.username,
-        "sandbox_mode": get_settings().sandbox_mode,
-    })
+    cfg = get_settings()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sandbox chat",
+        "sandbox_mode": cfg.sandbox_mode,
+        "page_config": {  # read by the page's script through json_script
+            "apiBase": reverse("sandbox:chat") + "api/",
+            "userId": 900_000_000 + request.user.pk,
+            "firstName": request.user.first_name or request.user.get_username(),
+            "language": cfg.default_language,
+            "csrfCookieName": settings.CSRF_COOKIE_NAME,
+            "csrfToken": get_token(request),
+        },
+    }
+    # The sandbox is a plain package, not an installed app, so the app-directories
+    # loader cannot see its template; the project's engine compiles it from the file
+    # and can still resolve {% extends "admin/base_site.html" %}.
+    template = engines["django"].from_string(_PAGE.read_text(encoding="utf-8"))
+    return HttpResponse(template.render(context, request))
 
 
-@staff_member_required
-@csrf_protect
+def _staff_api(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Like staff_member_required, but answers JSON 403: the caller is a script."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not (request.user.is_active and request.user.is_staff):
+            return JsonResponse(
+                {"error": "Staff login required: your admin session may have ended."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@csrf_exempt  # checked below, after the raw body is read
+@_staff_api
 def proxy(request: HttpRequest, rest: str) -> HttpResponse:
-    if not rest.startswith(_ALLOWED_PREFIXES) or ".." in rest:
+    if not _ALLOWED_ROUTE.fullmatch(rest):
         return JsonResponse({"error": "unknown sandbox route"}, status=404)
     if request.method not in ("GET", "POST"):
         return JsonResponse({"error": "method not allowed"}, status=405)
-    body = request.body if request.method == "POST" else None
-    if body is not None and len(body) > _MAX_BODY:
-        return JsonResponse({"error": "upload too large"}, status=413)
+    body = None
+    if request.method == "POST":
+        # The CSRF check looks for a token in request.POST, and parsing a multipart
+        # body consumes the stream; reading the raw bytes first keeps uploads intact
+        # (the check then finds the X-CSRFToken header).
+        body = request.read(_MAX_BODY + 1)
+        if len(body) > _MAX_BODY:
+            return JsonResponse({"error": "upload too large (20 MB at most)"}, status=413)
+    return _forward(request, rest, body)
+
+
+@csrf_protect
+def _forward(request: HttpRequest, rest: str, body: bytes | None) -> HttpResponse:
     url = _sandbox_base() + rest
     if request.META.get("QUERY_STRING"):
         url += "?" + request.META["QUERY_STRING"]
-    headers = {"Content-Type": request.content_type or "application/json"}
-    if request.META.get("CONTENT_TYPE"):
-        headers["Content-Type"] = request.META["CONTENT_TYPE"]
-    req = urllib.request.Request(url, data=body, method=request.method, headers=headers)
+    headers = {}
+    if body is not None:
+        # The full header, so a multipart boundary survives.
+        headers["Content-Type"] = request.META.get("CONTENT_TYPE") or "application/json"
+    upstream = urllib.request.Request(url, data=body, method=request.method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - local sandbox only
-            return HttpResponse(resp.read(), status=resp.status, content_type="application/json")
-    except urllib.error.HTTPError as exc:
-        return HttpResponse(exc.read(), status=exc.code, content_type="application/json")
+        # S310: the host is the configured sandbox and `rest` was allow-listed above.
+        with urllib.request.urlopen(upstream, timeout=_TIMEOUT_S) as resp:  # noqa: S310
+            status, payload = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:  # the sandbox's own JSON errors pass through
+        status, payload = exc.code, exc.read()
     except (urllib.error.URLError, OSError):
-        return JsonResponse({"error": "The sandbox is not running. Start it with `make run` "
-                                      "(without TELEGRAM_BOT_TOKEN) or `supportbot sandbox`."}, status=503)
+        return JsonResponse({"error": _NOT_RUNNING}, status=503)
+    except http.client.HTTPException:
+        return JsonResponse({"error": "The sandbox gave a malformed answer."}, status=502)
+    response = HttpResponse(payload, status=status, content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    return response
