@@ -226,3 +226,24 @@ async def test_long_message_and_markup_characters_go_through(transactional_db, b
     await customer_api.wait_for_bot_message(EN_USER, after=sent["message"]["message_id"])
     logged = await Message.objects.aget(direction="in", text__startswith="Please help.")
     assert logged.text == huge
+
+
+async def test_a_failure_gets_an_apology_and_a_person(transactional_db, sandbox, customer_api):
+    from supportbot.bot.runner import BotApp, build_pipeline
+    from supportbot.config import SANDBOX_BOT_TOKEN
+    from supportbot.pipeline import AnswerPipeline
+
+    class CrashingPipeline(AnswerPipeline):
+        async def answer(self, question, **kwargs):
+            raise RuntimeError("model crashed")
+
+    app = BotApp(token=SANDBOX_BOT_TOKEN, api_url=sandbox.url, polling_timeout=1,
+                 pipeline=CrashingPipeline(build_pipeline().index))
+    await app.start()
+    try:
+        _, reply = await _ask(customer_api, UK_USER, "Де моя посилка?", "uk")
+    finally:
+        await app.stop()
+    assert reply["plain_text"].startswith("Вибачте, у нас сталася помилка")
+    assert await Message.objects.filter(direction="in", text="Де моя посилка?").aexists()
+    assert (await sync_to_async(_ticket)(UK_USER)).status == Ticket.Status.WITH_OPERATOR

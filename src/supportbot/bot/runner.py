@@ -14,7 +14,7 @@ from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from asgiref.sync import sync_to_async
 
-from supportbot.bot.handlers import get_routers
+from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.bot.outbox import OutboxSender
 from supportbot.knowledge.batching import BatchingEmbedder
@@ -41,11 +41,13 @@ def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str,
 
         speech = speech or build_queue(get_settings())
         audio_store = audio_store or AudioStore.from_settings(get_settings())
-    dp = Dispatcher(pipeline=pipeline, speech=speech, audio_store=audio_store)
+    dp = Dispatcher(pipeline=pipeline, speech=speech, audio_store=audio_store,
+                    default_language=default_language)
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
     dp.callback_query.outer_middleware(context)
     dp.include_routers(*get_routers())
+    dp.include_router(errors.build_router())
     return dp
 
 

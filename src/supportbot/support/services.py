@@ -141,6 +141,14 @@ def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = Tr
     return changed
 
 
+def hand_over_customer(*, user_id: int, reason: str) -> bool:
+    """Hand the customer's active ticket (if any) to a person."""
+    ticket_id = (
+        Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).values_list("id", flat=True).first()
+    )
+    return ticket_id is not None and hand_over(ticket_id=ticket_id, actor="system", reason=reason)
+
+
 def record_outgoing(
     *,
     ticket_id: int,
