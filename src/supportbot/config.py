@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     # Languages
     default_language: Literal["uk", "ru", "en"] = "en"
 
+    # Voice messages (speech to text, see supportbot.speech)
+    whisper_model: str = "base"  # "base": the bundled pip packages; or any faster-whisper path / name
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = Field(default=5, ge=1, le=10)
+    whisper_threads: int = Field(default=2, ge=1, le=64)
+    voice_max_seconds: int = Field(default=120, ge=1, le=3600)
+    voice_concurrency: int = Field(default=1, ge=1, le=16)
+    voice_queue_size: int = Field(default=10, ge=0, le=1000)
+    speech_languages: str = "uk,ru,en"
+    keep_audio: bool = False
+    audio_retention_days: int = Field(default=30, ge=1, le=3650)
+
     # Web
     django_secret_key: SecretStr | None = None
     allowed_hosts: str = "localhost,127.0.0.1"
@@ -72,6 +84,14 @@ class Settings(BaseSettings):
             raise ValueError("must look like 123456:ABC-DEF (as given by @BotFather)")
         return value
 
+    @field_validator("speech_languages")
+    @classmethod
+    def _speech_languages(cls, value: str) -> str:
+        codes = [c.strip().lower() for c in value.split(",") if c.strip()]
+        if not codes or any(not (2 <= len(c) <= 3 and c.isalpha() and c.isascii()) for c in codes):
+            raise ValueError("must be a comma-separated list of Whisper language codes, e.g. uk,ru,en")
+        return ",".join(dict.fromkeys(codes))
+
     @field_validator("database_url")
     @classmethod
     def _db(cls, value: str | None) -> str | None:
@@ -90,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def hosts(self) -> list[str]:
         return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def speech_language_list(self) -> tuple[str, ...]:
+        return tuple(self.speech_languages.split(","))
 
     @property
     def sandbox_mode(self) -> bool:

@@ -201,6 +201,17 @@ class Message(models.Model):
     )
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     delivery_error = models.CharField(max_length=255, blank=True)
+    # Voice messages: ``text`` holds the transcript, these say how it was made.
+    transcript_language = models.CharField(max_length=8, blank=True)
+    transcript_probability = models.FloatField(
+        null=True, blank=True, help_text="Detected language probability among the configured languages"
+    )
+    audio_seconds = models.FloatField(null=True, blank=True, help_text="Length of the voice message")
+    transcription_ms = models.PositiveIntegerField(null=True, blank=True)
+    audio_file = models.CharField(
+        max_length=255, blank=True,
+        help_text="Kept audio (KEEP_AUDIO), relative to the data dir's audio folder; cleared when it expires",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,0 +1,32 @@
+"""Speech to text for voice messages: a ``Transcriber`` protocol, faster-whisper behind it,
+in-process audio decoding, and a bounded worker pool.
+
+Importing this package is cheap: faster-whisper, CTranslate2 and PyAV load on first use.
+"""
+
+from supportbot.speech.audio import AudioError, CorruptAudio, NotAudio, TooLong
+from supportbot.speech.queue import QueueFull, TranscriptionQueue, build_queue
+from supportbot.speech.transcriber import (
+    FasterWhisperTranscriber,
+    Transcriber,
+    Transcript,
+    build_transcriber,
+    choose_language,
+    default_transcriber,
+)
+
+__all__ = [
+    "AudioError",
+    "CorruptAudio",
+    "FasterWhisperTranscriber",
+    "NotAudio",
+    "QueueFull",
+    "TooLong",
+    "Transcriber",
+    "TranscriptionQueue",
+    "Transcript",
+    "build_queue",
+    "build_transcriber",
+    "choose_language",
+    "default_transcriber",
+]

@@ -1,0 +1,78 @@
+"""A bounded worker pool for transcription, so voice never blocks the event loop.
+
+At most ``concurrency`` transcriptions run at once (each already uses
+``WHISPER_THREADS`` cores) and at most ``max_waiting`` more wait their turn. Past
+that a caller is refused at once (:class:`QueueFull`) so the bot can ask the
+customer to wait or write instead: nothing piles up unseen and nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from supportbot.speech.audio import AudioSource
+from supportbot.speech.transcriber import Transcriber, Transcript
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """Every worker is busy and the waiting line is full."""
+
+
+class TranscriptionQueue:
+    def __init__(self, transcriber: Transcriber, *, concurrency: int = 1, max_waiting: int = 10,
+                 max_seconds: float = 120, languages: tuple[str, ...] = ("uk", "ru", "en")) -> None:
+        self.transcriber = transcriber
+        self.concurrency = concurrency
+        self.capacity = concurrency + max_waiting
+        #: The longest voice message accepted (the bot refuses longer ones before downloading).
+        self.max_seconds = max_seconds
+        self.languages = languages
+        self.in_flight = 0  # only touched on the event loop: no lock needed
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="transcribe")
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """Hold a place from download to transcript; raises :class:`QueueFull` when none is left."""
+        if self.in_flight >= self.capacity:
+            raise QueueFull(f"{self.in_flight} voice messages in progress")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def transcribe(self, audio: AudioSource, **options) -> Transcript:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.transcriber.transcribe, audio, **options)
+        return await loop.run_in_executor(self._executor, call)
+
+    async def warm_up(self) -> None:
+        """Load the model in a worker now, so the first customer does not wait for it."""
+        load = getattr(self.transcriber, "load", None)
+        if load is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, load)
+        except Exception:
+            log.exception("speech model failed to load; voice messages will be refused politely")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_queue(cfg, transcriber: Transcriber | None = None) -> TranscriptionQueue:
+    from supportbot.speech.transcriber import default_transcriber
+
+    return TranscriptionQueue(
+        transcriber or default_transcriber(), concurrency=cfg.voice_concurrency,
+        max_waiting=cfg.voice_queue_size, max_seconds=cfg.voice_max_seconds,
+        languages=cfg.speech_language_list,
+    )
