@@ -55,11 +55,14 @@ async def send_logged(
 async def answer_question(
     bot: Bot, *, pipeline: AnswerPipeline, customer: services.CustomerInfo, language: str,
     text: str, kind: str, telegram_message_id: int | None, _,
+    incoming: services.Incoming | None = None,
 ) -> None:
+    """``incoming``: the question was logged already (a voice message, logged before its transcript is echoed)."""
     started = time.perf_counter()
-    incoming = await _db(services.record_incoming)(
-        customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id
-    )
+    if incoming is None:
+        incoming = await _db(services.record_incoming)(
+            customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id
+        )
     chat_id = customer.id
     if incoming.with_operator:
         # A person owns this ticket: stay quiet, say so once.

@@ -1,9 +1,10 @@
 from aiogram import Router
 
-from supportbot.bot.handlers import commands, feedback, messages
+from supportbot.bot.handlers import commands, feedback, messages, voice
 
 
 def get_routers() -> list[Router]:
     # Fresh routers per dispatcher (a router can be attached to one parent only).
-    # Order matters: commands before free text, feedback callbacks before the catch-all.
-    return [commands.build_router(), feedback.build_router(), messages.build_router()]
+    # Order matters: commands before free text, feedback callbacks before the catch-all,
+    # voice/audio before the catch-all that answers other kinds politely.
+    return [commands.build_router(), feedback.build_router(), voice.build_router(), messages.build_router()]
