@@ -3,7 +3,9 @@
 The database is the source of truth. Each process keeps a snapshot and refreshes
 it incrementally: a cheap version check tells it rows changed, then it loads only
 the vectors it does not hold yet and drops the ones that are gone. Vectors are
-never recomputed here. Search is one matrix product.
+never recomputed here; the per-FAQ classifier is retrained from them on each
+change (``classifier.py``). Search is a few matrix products; whether to answer is
+``decision.MatchPolicy``'s call.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
+from supportbot.knowledge.classifier import EntryClassifier, centre
 from supportbot.knowledge.decision import MatchPolicy
 from supportbot.knowledge.embedders import Embedder
 from supportbot.knowledge.text import clean_question
@@ -26,8 +30,14 @@ log = logging.getLogger(__name__)
 class EntryMatch:
     entry_id: int
     key: str
+    #: Raw cosine of the question and the entry's closest text (question or phrasing).
     score: float
     language: str = ""
+    #: The classifier's probability for this entry among entries of its language
+    #: (None when the cosine rule decides: tiny FAQ or classifier off).
+    probability: float | None = None
+    #: Cosine after removing what all FAQ texts share (None without the classifier).
+    specific: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,11 @@ class _Snapshot:
     matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     keys: dict[int, str] = field(default_factory=dict)
     languages: dict[int, str] = field(default_factory=dict)
+    # Rows are grouped by entry slot; where each slot's rows start.
+    slot_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    language_of_slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    classifier: EntryClassifier | None = None
+    centred: np.ndarray | None = None  # matrix rows centred on the FAQ mean (classifier.centre)
 
 
 class FaqIndex:
@@ -110,14 +125,33 @@ class FaqIndex:
             else:
                 matrix = np.zeros((0, 0), dtype=np.float32)
             entry_of_slot, slot_of_row = np.unique(entries, return_inverse=True)
-            self._snapshot = _Snapshot(
-                version, ids, entries, slot_of_row.astype(np.int64), entry_of_slot, matrix, keys, languages
-            )
+            slot_of_row = slot_of_row.astype(np.int64)
+            self._snapshot = self._build(version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages)
             log.info(
-                "FAQ index v%s: %d vectors, %d entries (%d loaded)",
+                "FAQ index v%s: %d vectors, %d entries (%d loaded)%s",
                 version, len(ids), len(keys), len(fresh),
+                " + classifier" if self._snapshot.classifier is not None else "",
             )
             return True
+
+    def _build(self, version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages) -> _Snapshot:
+        # Rows grouped by entry, so per-entry maxima are one ``reduceat``; ids, entries
+        # and matrix rows stay aligned for the next incremental refresh.
+        order = np.argsort(slot_of_row, kind="stable")
+        ids, entries, slot_of_row = ids[order], entries[order], slot_of_row[order]
+        if len(order):
+            matrix = np.ascontiguousarray(matrix[order])
+        starts = np.searchsorted(slot_of_row, np.arange(len(entry_of_slot)))
+        language_of_slot = np.array([languages.get(int(e), "") for e in entry_of_slot], dtype=object)
+        classifier = centred = None
+        if self.policy.uses_classifier and len(entry_of_slot) >= max(2, self.policy.min_entries):
+            started = time.perf_counter()
+            classifier = EntryClassifier.train(matrix, slot_of_row, len(entry_of_slot))
+            centred = np.ascontiguousarray(centre(matrix, classifier.mean))
+            log.info("FAQ classifier: %d texts, %d entries, trained in %.2fs",
+                     len(ids), len(entry_of_slot), time.perf_counter() - started)
+        return _Snapshot(version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages,
+                         starts, language_of_slot, classifier, centred)
 
     # -- search (sync: call from a thread) -------------------------------------
     @property
@@ -128,7 +162,12 @@ class FaqIndex:
     def entry_count(self) -> int:
         return len(self._snapshot.keys)
 
-    def search(self, question: str, *, k: int = 5) -> SearchResult:
+    def search(self, question: str, *, k: int = 5, exclude_entry: int | None = None) -> SearchResult:
+        """Rank entries for ``question`` and decide whether the best one is a confident answer.
+
+        ``exclude_entry``: match as if that entry were not in the FAQ (the admin's
+        near-duplicate check for an entry being edited).
+        """
         text = clean_question(question)
         t0 = time.perf_counter()
         snap = self._snapshot
@@ -136,28 +175,79 @@ class FaqIndex:
             return SearchResult(text, [], False, 0.0, 0.0)
         vector = self.embedder.embed([text])[0]
         t1 = time.perf_counter()
-        matches = self.search_vector(vector, k=max(k, 10), snapshot=snap)
+        matches, confident = self._rank(vector, snap, k=k, exclude_entry=exclude_entry)
         t2 = time.perf_counter()
-        confident = bool(matches) and self.policy.is_confident(matches[0].score, _runner_up(matches))
-        return SearchResult(text, matches[:k], confident, (t1 - t0) * 1000, (t2 - t1) * 1000)
+        return SearchResult(text, matches, confident, (t1 - t0) * 1000, (t2 - t1) * 1000)
 
     def search_vector(
         self, vector: np.ndarray, *, k: int = 5, snapshot: _Snapshot | None = None
     ) -> list[EntryMatch]:
-        snap = snapshot or self._snapshot
+        return self._rank(vector, snapshot or self._snapshot, k=k)[0]
+
+    def _rank(
+        self, vector: np.ndarray, snap: _Snapshot, *, k: int, exclude_entry: int | None = None
+    ) -> tuple[list[EntryMatch], bool]:
         if not len(snap.row_ids):
-            return []
-        scores = snap.matrix @ vector.astype(np.float32)
+            return [], False
+        vector = vector.astype(np.float32)
         # An entry scores as its best question or phrasing.
-        per_entry = np.full(len(snap.entry_of_slot), -np.inf, dtype=np.float32)
-        np.maximum.at(per_entry, snap.slot_of_row, scores)
-        k = min(k, len(per_entry))
-        top = np.argpartition(-per_entry, k - 1)[:k]
-        top = top[np.argsort(-per_entry[top])]
-        return [
-            EntryMatch(e, snap.keys[e], float(per_entry[s]), snap.languages.get(e, ""))
-            for s, e in ((s, int(snap.entry_of_slot[s])) for s in top)
+        per_entry = np.maximum.reduceat(snap.matrix @ vector, snap.slot_starts)
+        excluded = None
+        if exclude_entry is not None:
+            hits = np.flatnonzero(snap.entry_of_slot == exclude_entry)
+            excluded = int(hits[0]) if len(hits) else None
+        if snap.classifier is None:
+            ranking = per_entry.copy()
+            if excluded is not None:
+                ranking[excluded] = -np.inf
+            top = _top(ranking, k=max(k, 10))
+            matches = [self._match(snap, s, per_entry) for s in top if np.isfinite(ranking[s])]
+            confident = bool(matches) and self.policy.is_confident(matches[0].score, _runner_up(matches))
+            return matches[:k], confident
+        centred_query = centre(vector, snap.classifier.mean)
+        specific = np.maximum.reduceat(snap.centred @ centred_query, snap.slot_starts)
+        probabilities = snap.classifier.probabilities(centred_query)
+        if excluded is not None:
+            probabilities[excluded] = 0.0
+        top = _top(probabilities, k=k)
+        # Probabilities count within the best entry's language: the same answer kept
+        # in another language is not a competitor.
+        same_language = snap.language_of_slot == snap.language_of_slot[top[0]]
+        mass = float(probabilities[same_language].sum()) or 1.0
+        matches = [
+            self._match(snap, s, per_entry, probability=float(probabilities[s]) / mass
+                        if same_language[s] else float(probabilities[s]), specific=float(specific[s]))
+            for s in top
+            if s != excluded
         ]
+        best = matches[0] if matches else None
+        confident = best is not None and self.policy.is_confident_classified(
+            best.probability, best.specific, best.score
+        )
+        return matches, confident
+
+    @staticmethod
+    def _match(snap: _Snapshot, slot: int, per_entry: np.ndarray, **extra) -> EntryMatch:
+        entry = int(snap.entry_of_slot[slot])
+        return EntryMatch(entry, snap.keys[entry], float(per_entry[slot]), snap.languages.get(entry, ""), **extra)
+
+
+@lru_cache(maxsize=1)
+def process_index() -> FaqIndex:
+    """This process's index for checks outside the bot (the admin's near-duplicate
+    warning); built lazily with the settings' embedder and policy, refreshed by the caller."""
+    from supportbot.config import get_settings
+    from supportbot.knowledge.decision import policy_for
+    from supportbot.knowledge.embedders import default_embedder
+
+    embedder = default_embedder()
+    return FaqIndex(embedder, policy_for(embedder.name, get_settings().faq_match_threshold))
+
+
+def _top(scores: np.ndarray, *, k: int) -> np.ndarray:
+    k = min(k, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    return top[np.argsort(-scores[top], kind="stable")]
 
 
 def _runner_up(matches: list[EntryMatch]) -> float | None:
