@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,6 +23,8 @@ from supportbot.support.models import (
     Ticket,
     TicketStatusChange,
 )
+
+log = logging.getLogger(__name__)
 
 admin.site.site_header = "supportbot"
 admin.site.site_title = "supportbot"
@@ -53,6 +57,24 @@ class FaqEntryAdmin(admin.ModelAdmin):
     @admin.display(description="phrasings", ordering="_phrasings")
     def phrasing_count(self, obj) -> int:
         return obj._phrasings
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        entry = form.instance
+        if not entry.is_active:
+            return
+        try:
+            other = services.near_duplicate_of(entry=entry)
+        except Exception:  # a warning must never block an operator's save
+            log.exception("near-duplicate check failed for FAQ entry %s", entry.pk)
+            return
+        if other is not None:
+            url = reverse("admin:support_faqentry_change", args=[other.pk])
+            messages.warning(request, format_html(
+                "Near-duplicate: the question “{}” already matches FAQ entry <a href=\"{}\">“{}”</a> ({}) "
+                "confidently, so customers asking it may get either answer. Merge the two entries, or make "
+                "the questions say what differs.", entry.question[:120], url, other.key, other.question[:80],
+            ))
 
     @admin.action(description="Activate selected entries")
     def activate(self, request, queryset):
@@ -97,12 +119,31 @@ class MessageInline(admin.TabularInline):
     def shown_text(self, obj: Message):
         return format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
 
+    def get_queryset(self, request):
+        helpful = Feedback.objects.filter(message=OuterRef("pk"), helpful=True)
+        return super().get_queryset(request).select_related("faq_entry").annotate(_helpful=Exists(helpful))
+
     @admin.display(description="")
     def save_to_faq(self, obj: Message):
+        if obj.source == Message.Source.FAQ and getattr(obj, "_helpful", False):
+            return add_as_phrasing_button(obj)
         if obj.source != Message.Source.OPERATOR:
             return ""
         url = reverse("admin:support_message_save_to_faq", args=[obj.pk])
         return format_html('<a class="button" href="{}">Save to FAQ</a>', url)
+
+
+def add_as_phrasing_button(answer: Message):
+    """One click (a POST through the page's own form, CSRF token included) adds the
+    customer's question behind a Helpful FAQ answer to that entry as a phrasing."""
+    if services.question_to_add_as_phrasing(answer=answer) is None:
+        return format_html("✓ in FAQ “{}”", answer.faq_entry.key) if answer.faq_entry_id else ""
+    url = reverse("admin:support_message_add_as_phrasing", args=[answer.pk])
+    return format_html(
+        '<button type="submit" class="button" formaction="{}" formmethod="post" formnovalidate '
+        'title="Add the customer\'s question to FAQ entry “{}” as another phrasing">'
+        "Add question as phrasing</button>", url, answer.faq_entry.key,
+    )
 
 
 class StatusChangeInline(admin.TabularInline):
@@ -203,6 +244,8 @@ class MessageAdmin(admin.ModelAdmin):
         return [
             path("<int:message_id>/save-to-faq/", self.admin_site.admin_view(self.save_to_faq_view),
                  name="support_message_save_to_faq"),
+            path("<int:message_id>/add-as-phrasing/", self.admin_site.admin_view(self.add_as_phrasing_view),
+                 name="support_message_add_as_phrasing"),
         ] + super().get_urls()
 
     def save_to_faq_view(self, request, message_id: int):
@@ -223,11 +266,31 @@ class MessageAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:support_faqentry_change", args=[entry.pk]))
 
 
+    def add_as_phrasing_view(self, request, message_id: int):
+        message = get_object_or_404(Message.objects.select_related("faq_entry", "ticket"), pk=message_id)
+        back = reverse("admin:support_ticket_change", args=[message.ticket_id])
+        if request.method != "POST":
+            return HttpResponseRedirect(back)
+        if not request.user.has_perm("support.add_faqphrasing"):
+            messages.error(request, "You may not add FAQ phrasings.")
+            return HttpResponseRedirect(back)
+        try:
+            phrasing = services.add_question_as_phrasing(answer=message)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            url = reverse("admin:support_faqentry_change", args=[phrasing.entry_id])
+            messages.success(request, format_html(
+                "Added “{}” to FAQ entry <a href=\"{}\">“{}”</a> as a phrasing.",
+                phrasing.text[:120], url, message.faq_entry.key))
+        return HttpResponseRedirect(back)
+
+
 @admin.register(Feedback)
 class FeedbackAdmin(admin.ModelAdmin):
-    list_display = ["id", "helpful", "answer_source", "answer_text", "created_at"]
+    list_display = ["id", "helpful", "answer_source", "answer_text", "created_at", "faq_phrasing"]
     list_filter = ["helpful", "message__source"]
-    list_select_related = ["message"]
+    list_select_related = ["message", "message__faq_entry"]
     raw_id_fields = ["message"]
 
     @admin.display(description="source")
@@ -237,3 +300,9 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.display(description="answer")
     def answer_text(self, obj: Feedback) -> str:
         return obj.message.text[:80]
+
+    @admin.display(description="")
+    def faq_phrasing(self, obj: Feedback):
+        if obj.helpful and obj.message.source == Message.Source.FAQ:
+            return add_as_phrasing_button(obj.message)
+        return ""

@@ -14,8 +14,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from supportbot.knowledge.text import clean
+
 from supportbot.support.models import (
     FaqEntry,
+    FaqPhrasing,
     Feedback,
     Message,
     TelegramUser,
@@ -159,14 +162,20 @@ def record_outgoing(
     score: float | None = None,
     processing_ms: int | None = None,
     telegram_message_id: int | None = None,
+    llm: dict | None = None,
 ) -> Message:
-    """Log a message the bot itself sent (answers, notices)."""
+    """Log a message the bot itself sent (answers, notices).
+
+    ``llm``: for an LLM answer, its model, context entries, token counts and
+    timings (``pipeline.Answer.llm_fields()``).
+    """
     return Message.objects.create(
         ticket_id=ticket_id, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
         text=text[:MAX_TEXT], source=source, in_reply_to_id=in_reply_to_id,
         faq_entry_id=faq_entry_id, score=score, processing_ms=processing_ms,
         telegram_message_id=telegram_message_id,
         delivery_status=Message.Delivery.SENT if telegram_message_id else Message.Delivery.SENDING,
+        **(llm or {}),
     )
 
 
@@ -250,11 +259,7 @@ def save_answer_to_faq(*, message: Message, key: str | None = None, question: st
     if message.source != Message.Source.OPERATOR:
         raise ValueError("Only an operator's answer can be saved to the FAQ.")
     if question is None:
-        asked = message.in_reply_to or (
-            message.ticket.messages.filter(direction=Message.Direction.IN, id__lt=message.id,
-                                           kind__in=[Message.Kind.TEXT, Message.Kind.VOICE])
-            .exclude(text="").order_by("-id").first()
-        )
+        asked = _question_behind(message)
         if asked is None or not asked.text.strip():
             raise ValueError("No customer question precedes this answer.")
         question = asked.text.strip()
@@ -269,6 +274,68 @@ def save_answer_to_faq(*, message: Message, key: str | None = None, question: st
         candidate, n = f"{base}-{n}", n + 1
     return FaqEntry.objects.create(key=candidate, question=question[:2000],
                                    answer=message.text, language=language)
+
+
+def _question_behind(message: Message) -> Message | None:
+    """The customer's message that ``message`` answered."""
+    return message.in_reply_to or (
+        message.ticket.messages.filter(direction=Message.Direction.IN, id__lt=message.id,
+                                       kind__in=[Message.Kind.TEXT, Message.Kind.VOICE])
+        .exclude(text="").order_by("-id").first()
+    )
+
+
+def question_to_add_as_phrasing(*, answer: Message) -> str | None:
+    """The customer question that may become a phrasing of ``answer``'s FAQ entry, or None.
+
+    Only an FAQ answer the customer marked Helpful qualifies, and only while the
+    question is not already the entry's question or one of its phrasings.
+    """
+    if answer.source != Message.Source.FAQ or answer.faq_entry_id is None:
+        return None
+    if not Feedback.objects.filter(message=answer, helpful=True).exists():
+        return None
+    asked = _question_behind(answer)
+    text = clean(asked.text)[:2000] if asked is not None and asked.direction == Message.Direction.IN else ""
+    if not text:
+        return None
+    entry = answer.faq_entry
+    known = {clean(entry.question).casefold(), *(clean(t).casefold() for t in entry.phrasings.values_list("text", flat=True))}
+    return None if text.casefold() in known else text
+
+
+@transaction.atomic
+def add_question_as_phrasing(*, answer: Message) -> FaqPhrasing:
+    """Add the question behind a Helpful FAQ answer to that entry as a phrasing.
+
+    The FAQ learns the customers' own wording; the running bots pick the new
+    phrasing up through the usual after-commit embedding sync.
+    """
+    if answer.source != Message.Source.FAQ or answer.faq_entry_id is None:
+        raise ValueError("Only a question answered from the FAQ can become a phrasing.")
+    if not Feedback.objects.filter(message=answer, helpful=True).exists():
+        raise ValueError("Only a question whose FAQ answer the customer marked Helpful can become a phrasing.")
+    text = question_to_add_as_phrasing(answer=answer)
+    if text is None:
+        raise ValueError("This question is already one of the entry's phrasings (or has no text).")
+    return FaqPhrasing.objects.create(entry_id=answer.faq_entry_id, text=text)
+
+
+def near_duplicate_of(*, entry: FaqEntry) -> FaqEntry | None:
+    """Another active entry that ``entry``'s question already matches confidently.
+
+    Uses the same matcher as the bot (this process's index, refreshed first),
+    as if ``entry`` were not in the FAQ: a question the bot would answer with a
+    different entry means two entries compete for the same customers.
+    """
+    from supportbot.knowledge.index import process_index
+
+    index = process_index()
+    index.refresh()
+    result = index.search(entry.question, k=2, exclude_entry=entry.pk)
+    if not result.confident or result.best is None:
+        return None
+    return FaqEntry.objects.filter(pk=result.best.entry_id, is_active=True).exclude(pk=entry.pk).first()
 
 
 # -- outbox --------------------------------------------------------------------------
