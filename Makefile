@@ -5,8 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+ST_STAMP := $(VENV)/.sentence-transformers-stamp
 
-.PHONY: run test install bench clean-data
+.PHONY: run test install install-sentence-transformers bench clean-data
 
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml
@@ -16,12 +17,21 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
+# The sentence-transformers backend (optional for users, covered by the tests):
+# torch first (the CPU build this machine's index serves), then the extra.
+$(ST_STAMP): $(STAMP)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sentence-transformers]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $(ST_STAMP)
+
 install: $(STAMP)
+
+install-sentence-transformers: $(ST_STAMP)
 
 run: $(STAMP)
 	@$(VENV)/bin/supportbot run
 
-test: $(STAMP)
+test: $(STAMP) $(ST_STAMP)
 	@$(PY) -m pytest
 
 bench: $(STAMP)
