@@ -106,7 +106,7 @@ async def _run_bot(cfg, *, token: str, api_url: str) -> None:
     from supportbot.bot.runner import BotApp
 
     app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
-                 refresh_seconds=cfg.faq_refresh_seconds)
+                 refresh_seconds=cfg.faq_refresh_seconds, warm_up_speech=True)
     await app.run_forever()
 
 
@@ -209,18 +209,53 @@ def cmd_export_faq(args) -> int:
     return 0
 
 
+def _transcribe_file(path: str, language: str | None):
+    """``ask --voice``: the bot's own transcriber on a local file; None (after saying why) when it cannot."""
+    from supportbot.speech import AudioError, default_transcriber
+
+    try:
+        transcript = default_transcriber().transcribe(Path(path), language_hint=language)
+    except OSError as exc:
+        print(f"Cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    except AudioError as exc:
+        print(f"Cannot transcribe {path}: {exc}", file=sys.stderr)
+        return None
+    if transcript.empty:
+        print(f"Nothing was heard in {path}.", file=sys.stderr)
+        return None
+    return transcript
+
+
 def cmd_ask(args) -> int:
     from supportbot.bot.runner import build_pipeline, prepare_index
 
     cfg = _settings()
+    if (args.question is None) == (args.voice is None):
+        print("Give a question, or --voice FILE (one of the two).", file=sys.stderr)
+        return 2
     started = time.perf_counter()
+    question, heard = args.question, None
+    if args.voice is not None:
+        heard = _transcribe_file(args.voice, args.language)
+        if heard is None:
+            return 1
+        question = heard.text
     pipeline = build_pipeline(threshold=cfg.faq_match_threshold)
     prepare_index(pipeline)
-    answer = asyncio.run(pipeline.answer(args.question, language=args.language or cfg.default_language))
+    answer = asyncio.run(pipeline.answer(question, language=args.language or cfg.default_language))
     total_ms = int((time.perf_counter() - started) * 1000)
     if args.json:
-        print(json.dumps(answer.as_dict(), ensure_ascii=False))
+        payload = answer.as_dict()
+        if heard is not None:
+            payload.update(transcript=heard.text, language=heard.language,
+                           language_probability=heard.language_probability,
+                           audio_seconds=heard.duration, transcription_ms=heard.elapsed_ms)
+        print(json.dumps(payload, ensure_ascii=False))
         return 0
+    if heard is not None:
+        print(f"heard:   {heard.text}  [{heard.language}, {heard.duration:.1f} s audio, "
+              f"{heard.elapsed_ms} ms to transcribe]")
     print(answer.text if answer.text else "(no answer: handed over to an operator)")
     print("-" * 40)
     print(f"source:  {answer.source}" + (f" ({answer.reason})" if answer.reason else ""))
@@ -251,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_export_faq)
     p = sub.add_parser("ask", help="run a question through the answer pipeline")
-    p.add_argument("question")
-    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("question", nargs="?", help="the question (or use --voice)")
+    p.add_argument("--voice", metavar="FILE", help="transcribe an audio file (OGG/Opus, MP3, WAV, M4A...) and ask that")
+    p.add_argument("--json", action="store_true", help="one JSON object (with --voice: adds transcript, language)")
     p.add_argument("--language", choices=["uk", "ru", "en"], help="the customer's language")
     p.set_defaults(func=cmd_ask)
     return parser

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from supportbot.support import services
+from supportbot.support import voice as voice_messages
 from supportbot.support.models import (
     FaqEntry,
     FaqPhrasing,
@@ -117,7 +118,10 @@ class MessageInline(admin.TabularInline):
 
     @admin.display(description="text")
     def shown_text(self, obj: Message):
-        return format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
+        text = format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
+        if obj.kind == Message.Kind.VOICE:  # how it was heard, and a player when the audio is kept
+            return format_html("{}{}", text, voice_messages.voice_details(obj))
+        return text
 
     def get_queryset(self, request):
         helpful = Feedback.objects.filter(message=OuterRef("pk"), helpful=True)
@@ -244,6 +248,8 @@ class MessageAdmin(admin.ModelAdmin):
         return [
             path("<int:message_id>/save-to-faq/", self.admin_site.admin_view(self.save_to_faq_view),
                  name="support_message_save_to_faq"),
+            path("<int:message_id>/audio/", self.admin_site.admin_view(voice_messages.audio_view),
+                 name="support_message_audio"),
             path("<int:message_id>/add-as-phrasing/", self.admin_site.admin_view(self.add_as_phrasing_view),
                  name="support_message_add_as_phrasing"),
         ] + super().get_urls()

@@ -137,3 +137,47 @@ def attach_transcript(
         transcript_language=(language or "")[:8], transcript_probability=probability,
         audio_seconds=audio_seconds, transcription_ms=transcription_ms, audio_file=audio_file[:255],
     )
+
+
+# -- the operators' view ------------------------------------------------------------------
+def voice_details(message: Message):
+    """For the admin thread: how the voice message was heard, and a player when its audio is kept."""
+    from django.urls import reverse
+    from django.utils.html import format_html, format_html_join
+
+    facts = []
+    if message.transcript_language:
+        facts.append(f"{message.transcript_language}"
+                     + (f" (p={message.transcript_probability:.2f})" if message.transcript_probability is not None else ""))
+    if message.audio_seconds is not None:
+        facts.append(f"{message.audio_seconds:.1f} s of audio")
+    if message.transcription_ms is not None:
+        facts.append(f"transcribed in {message.transcription_ms} ms")
+    if not message.text:
+        facts.append("no transcript")
+    summary = format_html_join(" · ", "{}", ((f,) for f in facts))
+    if not message.audio_file:
+        return format_html('<div class="help">🎤 {}</div>', summary)
+    url = reverse("admin:support_message_audio", args=[message.pk])
+    return format_html('<div class="help">🎤 {}</div><audio controls preload="none" src="{}"></audio>',
+                       summary, url)
+
+
+def audio_view(request, message_id: int):
+    """Stream a kept recording to a staff member allowed to see messages."""
+    from django.http import FileResponse, Http404
+    from django.shortcuts import get_object_or_404
+
+    if not request.user.has_perm("support.view_message"):
+        raise Http404
+    message = get_object_or_404(Message, pk=message_id)
+    from supportbot.config import get_settings
+
+    cfg = get_settings()
+    store = AudioStore(audio_root(), keep=cfg.keep_audio, retention_days=cfg.audio_retention_days)
+    path = store.path_of(message.audio_file)
+    if path is None:
+        raise Http404("The recording was not kept or has expired.")
+    response = FileResponse(open(path, "rb"), content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+    response["Cache-Control"] = "private, no-store"
+    return response
