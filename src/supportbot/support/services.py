@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 
 from django.db import IntegrityError, transaction
@@ -29,6 +30,7 @@ from supportbot.support.models import (
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 20_000  # stored text cap; Telegram itself caps a message at 4096
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,19 @@ def upsert_customer(info: CustomerInfo) -> TelegramUser:
         "language_code": (info.language_code or "")[:16],
         "is_blocked": False,
     }
-    user, _ = TelegramUser.objects.update_or_create(id=info.id, defaults=defaults)
+    user = TelegramUser.objects.filter(id=info.id).first()
+    if user is None:
+        try:
+            with transaction.atomic():
+                return TelegramUser.objects.create(id=info.id, **defaults)
+        except IntegrityError:  # created by a concurrent update a moment ago
+            user = TelegramUser.objects.get(id=info.id)
+    changed = {k: v for k, v in defaults.items() if getattr(user, k) != v}
+    # last_seen is kept to the minute: skipping an UPDATE per message matters under load.
+    if changed or timezone.now() - user.last_seen > LAST_SEEN_RESOLUTION:
+        for key, value in changed.items():
+            setattr(user, key, value)
+        user.save(update_fields=[*changed, "last_seen"])
     return user
 
 
