@@ -37,6 +37,7 @@ test: $(STAMP) $(ST_STAMP)
 bench: $(STAMP)
 	@$(PY) bench/faq_search.py
 	@$(PY) bench/e2e_throughput.py
+	@$(PY) bench/speech.py
 
 clean-data:
 	rm -rf data
