@@ -104,3 +104,20 @@ def test_refresh_retrains_on_change_and_reads_only_new_vectors(fake):
     bump_version(fake.name, all_models=True)
     index.refresh()
     assert index.search("gift card birthday present").best.key != "gifts"
+
+
+def test_specific_similarity_is_the_cosine_of_centred_vectors(fake):
+    import numpy as np
+
+    from supportbot.knowledge.classifier import centre
+
+    for key, (question, phrasings) in SHOP.items():
+        _entry(key, question, phrasings)
+    index = _index(fake)
+    snap = index._snapshot
+    question = fake.embed(["when will my refund arrive"])[0]
+    expected = centre(snap.matrix, snap.classifier.mean) @ centre(question, snap.classifier.mean)
+    by_key = {m.key: m.specific for m in index.search_vector(question, k=6)}
+    for slot, entry_id in enumerate(snap.entry_of_slot):
+        rows = snap.slot_of_row == slot
+        assert by_key[snap.keys[int(entry_id)]] == pytest.approx(float(expected[rows].max()), abs=1e-5)

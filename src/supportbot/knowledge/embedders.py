@@ -95,7 +95,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         with self._lock:
-            vectors = self._load().encode(list(texts), normalize_embeddings=True)
+            vectors = self._load().encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
         return normalise_rows(vectors)
 
 

@@ -67,7 +67,9 @@ class _Snapshot:
     slot_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     language_of_slot: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     classifier: EntryClassifier | None = None
-    centred: np.ndarray | None = None  # matrix rows centred on the FAQ mean (classifier.centre)
+    # Per row, for the centred similarity without a second matrix: row . mean, |row - mean|.
+    row_dot_mean: np.ndarray | None = None
+    row_centred_norm: np.ndarray | None = None
 
 
 class FaqIndex:
@@ -143,15 +145,17 @@ class FaqIndex:
             matrix = np.ascontiguousarray(matrix[order])
         starts = np.searchsorted(slot_of_row, np.arange(len(entry_of_slot)))
         language_of_slot = np.array([languages.get(int(e), "") for e in entry_of_slot], dtype=object)
-        classifier = centred = None
+        classifier = row_dot_mean = row_centred_norm = None
         if self.policy.uses_classifier and len(entry_of_slot) >= max(2, self.policy.min_entries):
             started = time.perf_counter()
             classifier = EntryClassifier.train(matrix, slot_of_row, len(entry_of_slot))
-            centred = np.ascontiguousarray(centre(matrix, classifier.mean))
+            row_dot_mean = matrix @ classifier.mean
+            row_centred_norm = np.linalg.norm(matrix - classifier.mean, axis=1)
+            row_centred_norm[row_centred_norm == 0] = 1.0
             log.info("FAQ classifier: %d texts, %d entries, trained in %.2fs",
                      len(ids), len(entry_of_slot), time.perf_counter() - started)
         return _Snapshot(version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages,
-                         starts, language_of_slot, classifier, centred)
+                         starts, language_of_slot, classifier, row_dot_mean, row_centred_norm)
 
     # -- search (sync: call from a thread) -------------------------------------
     @property
@@ -190,8 +194,10 @@ class FaqIndex:
         if not len(snap.row_ids):
             return [], False
         vector = vector.astype(np.float32)
-        # An entry scores as its best question or phrasing.
-        per_entry = np.maximum.reduceat(snap.matrix @ vector, snap.slot_starts)
+        # One pass over the rows (einsum: single-threaded, no BLAS thread hand-off
+        # per question). An entry scores as its best question or phrasing.
+        raw = np.einsum("ij,j->i", snap.matrix, vector)
+        per_entry = np.maximum.reduceat(raw, snap.slot_starts)
         excluded = None
         if exclude_entry is not None:
             hits = np.flatnonzero(snap.entry_of_slot == exclude_entry)
@@ -204,8 +210,16 @@ class FaqIndex:
             matches = [self._match(snap, s, per_entry) for s in top if np.isfinite(ranking[s])]
             confident = bool(matches) and self.policy.is_confident(matches[0].score, _runner_up(matches))
             return matches[:k], confident
-        centred_query = centre(vector, snap.classifier.mean)
-        specific = np.maximum.reduceat(snap.centred @ centred_query, snap.slot_starts)
+        mean = snap.classifier.mean
+        centred_query = centre(vector, mean)
+        # Cosine of the centred row and the centred question, from the raw scores:
+        # (row - mean) . (v - mean) / (|row - mean| |v - mean|).
+        mean_dot_v, mean_dot_mean = float(mean @ vector), float(mean @ mean)
+        query_norm = float(np.linalg.norm(vector - mean)) or 1.0
+        centred_scores = (raw - snap.row_dot_mean - mean_dot_v + mean_dot_mean) / (
+            query_norm * snap.row_centred_norm
+        )
+        specific = np.maximum.reduceat(centred_scores, snap.slot_starts)
         probabilities = snap.classifier.probabilities(centred_query)
         if excluded is not None:
             probabilities[excluded] = 0.0
