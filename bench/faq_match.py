@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -36,7 +37,8 @@ def _slug(faq_id) -> str:
     return re.sub(r"[^-a-zA-Z0-9_]", "_", str(faq_id))[:100]
 
 
-def load_bench(path: Path, split: str, *, baseline: bool) -> tuple[list[dict], list[dict]]:
+def load_bench(path: Path, split: str, *, baseline: bool) -> tuple[list[dict], list[dict], dict]:
+    """The file's FAQ as import rows, the split's queries, and entry key -> the file's own faq_id."""
     data = json.loads(path.read_text(encoding="utf-8"))
     if split not in data:
         raise SystemExit(f"{path}: no split {split!r} (has: {', '.join(k for k in data if isinstance(data[k], list))})")
@@ -45,7 +47,7 @@ def load_bench(path: Path, split: str, *, baseline: bool) -> tuple[list[dict], l
          "phrasings": [] if baseline else list(e.get("paraphrases") or []), "language": "en", "active": True}
         for e in data["faq"]
     ]
-    return faq, data[split]
+    return faq, data[split], {_slug(e["faq_id"]): e["faq_id"] for e in data["faq"]}
 
 
 def metrics(rows: list[tuple[str | None, str | None]]) -> dict:
@@ -105,7 +107,7 @@ def scale_check(path: Path, split: str, entries: int, texts_per_entry: int = 10)
     """
     import numpy as np
 
-    _, queries = load_bench(path, split, baseline=False)
+    _, queries, _ = load_bench(path, split, baseline=False)
     fresh_django("faqscale")
     from supportbot.bot.runner import build_pipeline
     from supportbot.knowledge.sync import bump_version
@@ -149,7 +151,9 @@ def scale_check(path: Path, split: str, entries: int, texts_per_entry: int = 10)
                  "embedding texts/s", f"embedding {n_texts} texts s"],
                 [[build_s, percentile(latencies, 50), percentile(latencies, 99), max(latencies),
                   percentile(matching, 99), per_second, n_texts / per_second]]))
-    result = {"entries": entries, "texts": n_texts, "index_build_seconds": build_s,
+    load = [round(x, 2) for x in os.getloadavg()]
+    print(f"machine load average (1/5/15 min): {load} on {os.cpu_count()} cores: other work inflates the tail")
+    result = {"entries": entries, "texts": n_texts, "index_build_seconds": build_s, "load_average": load,
               "latency_ms_p50": percentile(latencies, 50), "latency_ms_p99": percentile(latencies, 99),
               "latency_ms_max": max(latencies), "matching_ms_p50": percentile(matching, 50),
               "matching_ms_p99": percentile(matching, 99), "embedding_texts_per_second": per_second}
@@ -171,11 +175,9 @@ def main() -> int:
         return scale_check(args.bench, args.split, args.scale)
 
     if args.baseline:
-        import os
-
         os.environ["EMBEDDING_BACKEND"] = "sentence-transformers"
         os.environ["FAQ_MATCH_THRESHOLD"] = "0.7"
-    faq, queries = load_bench(args.bench, args.split, baseline=args.baseline)
+    faq, queries, faq_ids = load_bench(args.bench, args.split, baseline=args.baseline)
     fresh_django("faqmatch")
 
     from supportbot.bot.runner import build_pipeline, prepare_index
@@ -210,7 +212,8 @@ def main() -> int:
     if args.predictions:
         with args.predictions.open("w", encoding="utf-8") as out:
             for q, (_, predicted) in zip(queries, rows):
-                out.write(json.dumps({"query_id": q["query_id"], "faq_id": predicted}, ensure_ascii=False) + "\n")
+                faq_id = None if predicted is None else faq_ids[predicted]  # the file's own id, not the key
+                out.write(json.dumps({"query_id": q["query_id"], "faq_id": faq_id}, ensure_ascii=False) + "\n")
 
     m = metrics(rows)
     name = f"faq_match_{args.bench.stem}_{args.split}" + ("_baseline" if args.baseline else "")
@@ -223,6 +226,7 @@ def main() -> int:
           percentile(latencies, 50), percentile(latencies, 99), len(queries) / wall, build_s]],
     ))
     result = {"bench": str(args.bench), "split": args.split, "method": method, **m,
+              "load_average": [round(x, 2) for x in os.getloadavg()],
               "latency_ms_p50": percentile(latencies, 50), "latency_ms_p99": percentile(latencies, 99),
               "questions_per_second": len(queries) / wall, "index_build_seconds": build_s}
 

@@ -202,7 +202,7 @@ class FaqIndex:
         if exclude_entry is not None:
             hits = np.flatnonzero(snap.entry_of_slot == exclude_entry)
             excluded = int(hits[0]) if len(hits) else None
-        if snap.classifier is None:
+        if snap.classifier is None or not self.policy.uses_classifier:
             ranking = per_entry.copy()
             if excluded is not None:
                 ranking[excluded] = -np.inf
