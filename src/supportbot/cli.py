@@ -106,7 +106,7 @@ async def _run_bot(cfg, *, token: str, api_url: str) -> None:
     from supportbot.bot.runner import BotApp
 
     app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
-                 refresh_seconds=cfg.faq_refresh_seconds, warm_up_speech=True)
+                 refresh_seconds=cfg.faq_refresh_seconds, warm_up_speech=True, warm_up_llm=True)
     await app.run_forever()
 
 
@@ -243,7 +243,8 @@ def cmd_ask(args) -> int:
         question = heard.text
     pipeline = build_pipeline(threshold=cfg.faq_match_threshold)
     prepare_index(pipeline)
-    answer = asyncio.run(pipeline.answer(question, language=args.language or cfg.default_language))
+    answer = asyncio.run(pipeline.answer(question, language=args.language or cfg.default_language,
+                                         use_faq=not args.no_faq))
     total_ms = int((time.perf_counter() - started) * 1000)
     if args.json:
         payload = answer.as_dict()
@@ -264,7 +265,24 @@ def cmd_ask(args) -> int:
     print(f"time:    {answer.elapsed_ms} ms answering, {total_ms} ms including start-up")
     for c in answer.candidates:
         print(f"  candidate {c.key:<32} {c.score:.4f}")
+    _print_llm_details(answer)
     return 0
+
+
+def _print_llm_details(answer) -> None:
+    """``ask``: which LLM step answered (or why none did), with what context, how fast."""
+    if not answer.steps:
+        return
+    print("llm:     " + "; ".join(s.summary() for s in answer.steps))
+    for s in answer.steps:
+        if s.outcome != "off":
+            first = f"first token {s.first_token_ms} ms, " if s.first_token_ms is not None else ""
+            print(f"  step {s.source:<9} {s.model}: {s.outcome}, {first}{s.total_ms} ms")
+    if answer.model:
+        print(f"tokens:  {answer.prompt_tokens if answer.prompt_tokens is not None else '?'} prompt, "
+              f"{answer.completion_tokens if answer.completion_tokens is not None else '?'} completion")
+    for c in answer.context:
+        print(f"  context   {c.key:<32} {c.score:.4f}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", metavar="FILE", help="transcribe an audio file (OGG/Opus, MP3, WAV, M4A...) and ask that")
     p.add_argument("--json", action="store_true", help="one JSON object (with --voice: adds transcript, language)")
     p.add_argument("--language", choices=["uk", "ru", "en"], help="the customer's language")
+    p.add_argument("--no-faq", action="store_true",
+                   help="never answer from the FAQ: go to the LLM steps (FAQ entries are still their context)")
     p.set_defaults(func=cmd_ask)
     return parser
 

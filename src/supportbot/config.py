@@ -56,6 +56,28 @@ class Settings(BaseSettings):
     keep_audio: bool = False
     audio_retention_days: int = Field(default=30, ge=1, le=3650)
 
+    # LLM fallback answers (see supportbot.llm): local GGUF model, then an OpenAI-compatible API
+    local_llm_enabled: bool = True
+    local_llm_engine: Literal["llama.cpp", "gpt4all"] = "llama.cpp"
+    local_llm_model: Path | None = None  # a .gguf file; unset: the bundled Qwen2.5 1.5B instruct
+    local_llm_timeout: float = Field(default=45.0, gt=0, le=600)
+    local_llm_threads: int = Field(default=2, ge=1, le=64)
+    local_llm_queue: int = Field(default=2, ge=0, le=100)
+    local_llm_context_size: int = Field(default=4096, ge=512, le=131072)
+    local_llm_entry_gate: float = Field(default=0.4, ge=0.0, le=1.0)  # llama.cpp: refuse at P(no entry) >= this; 1: off
+    api_llm_enabled: bool = True
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    api_llm_timeout: float = Field(default=30.0, gt=0, le=600)
+    api_llm_retries: int = Field(default=2, ge=0, le=10)
+    llm_max_calls_per_hour: int = Field(default=20, ge=0, le=100000)
+    llm_context_entries: int = Field(default=4, ge=1, le=20)
+    llm_history_messages: int = Field(default=4, ge=0, le=50)
+    llm_max_tokens: int = Field(default=256, ge=16, le=4096)
+    llm_max_answer_chars: int = Field(default=1200, ge=50, le=4000)
+    llm_stream_edit_seconds: float = Field(default=1.0, ge=0.1, le=30)
+
     # Web
     django_secret_key: SecretStr | None = None
     allowed_hosts: str = "localhost,127.0.0.1"
@@ -91,6 +113,20 @@ class Settings(BaseSettings):
         if not codes or any(not (2 <= len(c) <= 3 and c.isalpha() and c.isascii()) for c in codes):
             raise ValueError("must be a comma-separated list of Whisper language codes, e.g. uk,ru,en")
         return ",".join(dict.fromkeys(codes))
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _openai_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("openai_api_key", "local_llm_model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod
@@ -141,7 +177,7 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         name = "_".join(str(p) for p in item["loc"]).upper() or "settings"
         lines.append(f"{name}: {item['msg']} (got {item.get('input')!r})"
-                     if name != "TELEGRAM_BOT_TOKEN" and name != "DJANGO_SECRET_KEY"
+                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY")
                      else f"{name}: {item['msg']}")
     return "bad configuration:\n  " + "\n  ".join(lines)
 

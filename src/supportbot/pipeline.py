@@ -8,13 +8,21 @@ Blocking work (embedding, search, ORM) runs in threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 
 from supportbot.knowledge.index import EntryMatch, FaqIndex
+
+if TYPE_CHECKING:
+    from supportbot.llm.chain import AnswerStream, StepReport
+    from supportbot.llm.prompt import ContextEntry
+    from supportbot.llm.setup import LlmFallback
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,17 @@ class Answer:
     elapsed_ms: int = 0
     candidates: list[EntryMatch] = field(default_factory=list)
     reason: str = ""
+    # LLM answers: the model, its grounding and its timings
+    model: str | None = None
+    context: list[ContextEntry] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_ms: int | None = None
+    llm_ms: int | None = None
+    #: What each LLM step did with the question (answered, refused, timeout...).
+    steps: list[StepReport] = field(default_factory=list)
+    #: The customer reached the hourly LLM limit (the bot says so when it hands over).
+    limited: bool = False
 
     @property
     def answered(self) -> bool:
@@ -50,7 +69,34 @@ class Answer:
             "elapsed_ms": self.elapsed_ms,
             "candidates": [{"faq_key": c.key, "score": round(c.score, 4)} for c in self.candidates],
             "reason": self.reason,
+            "model": self.model,
+            "context": [{"faq_key": c.key, "score": round(c.score, 4)} for c in self.context],
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "first_token_ms": self.first_token_ms,
+            "llm_ms": self.llm_ms,
+            "steps": [s.as_dict() for s in self.steps],
         }
+
+    def llm_fields(self) -> dict:
+        """What the message log keeps about an LLM answer."""
+        return {
+            "llm_model": self.model or "",
+            "context_entries": [{"id": c.entry_id, "key": c.key, "score": round(c.score, 4)} for c in self.context],
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "first_token_ms": self.first_token_ms,
+            "llm_ms": self.llm_ms,
+        }
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """Where a question was asked: the ticket's history and the customer's hourly limit come from here."""
+
+    customer_id: int
+    ticket_id: int
+    message_id: int
 
 
 def _entry_answer(entry_id: int) -> str | None:
@@ -62,18 +108,26 @@ def _entry_answer(entry_id: int) -> str | None:
 
 
 class AnswerPipeline:
-    def __init__(self, index: FaqIndex, *, top_k: int = 5) -> None:
+    def __init__(self, index: FaqIndex, *, top_k: int = 5, llm: LlmFallback | None = None) -> None:
         self.index = index
         self.top_k = top_k
+        #: The LLM steps tried after an FAQ miss; None: a miss goes straight to a person.
+        self.llm = llm
+        self._customer_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}  # lock, [users]
 
-    async def answer(self, question: str, *, language: str | None = None) -> Answer:
+    async def answer(
+        self, question: str, *, language: str | None = None, conversation: Conversation | None = None,
+        stream: AnswerStream | None = None, use_faq: bool = True,
+    ) -> Answer:
+        """``stream`` sees an LLM answer grow; ``use_faq=False`` skips FAQ answers (trying prompts)."""
         started = time.perf_counter()
-        result = await asyncio.to_thread(self.index.search, question, k=self.top_k)
-        answer = Answer(source=Source.HANDOVER, candidates=result.matches)
+        k = max(self.top_k, 4 * self.llm.context_entries) if self.llm is not None else self.top_k
+        result = await asyncio.to_thread(self.index.search, question, k=k)
+        answer = Answer(source=Source.HANDOVER, candidates=result.matches[: self.top_k])
         best = result.best
         if best is not None:
             answer.score = best.score
-        if result.confident and best is not None:
+        if use_faq and result.confident and best is not None:
             text = await sync_to_async(_entry_answer, thread_sensitive=False)(best.entry_id)
             if text:  # None: the entry was deactivated or deleted a moment ago
                 answer.source = Source.FAQ
@@ -81,10 +135,57 @@ class AnswerPipeline:
                 answer.faq_entry_id = best.entry_id
                 answer.faq_key = best.key
         if not answer.answered:
-            answer.reason = "empty FAQ" if best is None else "no confident FAQ match"
-            # The LLM steps (local GGUF, then API) slot in here.
+            answer.reason = ("empty FAQ" if best is None else "no confident FAQ match") if use_faq else "FAQ skipped"
+            if self.llm is not None and result.question:
+                await self._ask_llm(answer, question, result.matches, language, conversation, stream)
         answer.elapsed_ms = int((time.perf_counter() - started) * 1000)
         return answer
+
+    async def _ask_llm(
+        self, answer: Answer, question: str, matches: list[EntryMatch], language: str | None,
+        conversation: Conversation | None, stream: AnswerStream | None,
+    ) -> None:
+        """Local model, then API, grounded in the nearest FAQ entries; fills ``answer`` when one answers."""
+        from supportbot.llm import context
+        from supportbot.llm.prompt import build_messages
+
+        llm = self.llm
+        assert llm is not None
+        db = functools.partial(sync_to_async, thread_sensitive=False)
+        customer = conversation.customer_id if conversation is not None else None
+        if customer is None:
+            lock = contextlib.nullcontext()
+        else:  # one LLM question per customer at a time, so the hourly limit holds for bursts too
+            lock, users = self._customer_locks.setdefault(customer, (asyncio.Lock(), [0]))
+            users[0] += 1
+        try:
+            async with lock:
+                if conversation is not None and llm.max_calls_per_hour:
+                    used = await db(context.llm_answers_last_hour)(conversation.customer_id)
+                    if used >= llm.max_calls_per_hour:
+                        answer.limited = True
+                        answer.reason += "; hourly LLM limit reached"
+                        return
+                entries = await db(context.context_entries)(matches, llm.context_entries, question)
+                history = []
+                if conversation is not None:
+                    history = await db(context.ticket_history)(
+                        conversation.ticket_id, conversation.message_id, llm.history_messages)
+                messages = build_messages(question, entries=entries, history=history, language=language)
+                result = await llm.chain.run(messages, stream=stream)
+        finally:
+            if customer is not None:
+                users[0] -= 1
+                if not users[0]:
+                    del self._customer_locks[customer]
+        answer.steps, answer.context = result.steps, entries
+        if not result.answered:
+            answer.reason += "; " + result.summary()
+            return
+        answer.source, answer.text, answer.model = result.source, result.text, result.model
+        answer.prompt_tokens, answer.completion_tokens = result.prompt_tokens, result.completion_tokens
+        answer.first_token_ms, answer.llm_ms = result.first_token_ms, result.total_ms
+        answer.reason = ""
 
 
 class IndexRefresher:

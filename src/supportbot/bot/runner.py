@@ -22,6 +22,7 @@ from supportbot.knowledge.decision import policy_for
 from supportbot.knowledge.embedders import Embedder, default_embedder
 from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
+from supportbot.llm.setup import LlmFallback, build_fallback
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue, build_queue
 from supportbot.support.voice import AudioRetentionJob, AudioStore
@@ -51,11 +52,20 @@ def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str,
     return dp
 
 
-def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None) -> AnswerPipeline:
+_FROM_SETTINGS = object()
+
+
+def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None,
+                   llm: LlmFallback | None = _FROM_SETTINGS) -> AnswerPipeline:
+    """``llm``: the LLM steps after an FAQ miss; by default as the settings say, None for none."""
     embedder = embedder or default_embedder()
     # Questions from concurrent customers share model calls (see knowledge.batching).
     index = FaqIndex(BatchingEmbedder(embedder), policy_for(embedder.name, threshold))
-    return AnswerPipeline(index)
+    if llm is _FROM_SETTINGS:
+        from supportbot.config import get_settings
+
+        llm = build_fallback(get_settings())
+    return AnswerPipeline(index, llm=llm)
 
 
 def prepare_index(pipeline: AnswerPipeline) -> None:
@@ -71,7 +81,7 @@ class BotApp:
                  refresh_seconds: float = 1.0, pipeline: AnswerPipeline | None = None,
                  polling_timeout: int = 10, outbox_interval: float = 0.5,
                  speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
-                 warm_up_speech: bool = False) -> None:
+                 warm_up_speech: bool = False, warm_up_llm: bool = False) -> None:
         from supportbot.config import get_settings
 
         self.pipeline = pipeline or build_pipeline()
@@ -80,6 +90,7 @@ class BotApp:
         self.speech = speech or build_queue(get_settings())
         self.audio_store = audio_store or AudioStore.from_settings(get_settings())
         self.warm_up_speech = warm_up_speech
+        self.warm_up_llm = warm_up_llm
         self.dp = build_dispatcher(self.pipeline, default_language=default_language,
                                    speech=self.speech, audio_store=self.audio_store)
         self.refresh_seconds = refresh_seconds
@@ -110,6 +121,9 @@ class BotApp:
         ]
         if self.warm_up_speech:  # load the speech model now rather than on the first voice message
             self._tasks.append(asyncio.create_task(self.speech.warm_up(), name="speech-warm-up"))
+        if self.warm_up_llm and self.pipeline.llm is not None and self.pipeline.llm.local is not None:
+            # Assemble (first run) and load the local model now, not on the first question.
+            self._tasks.append(asyncio.create_task(_warm_up_local_llm(self.pipeline.llm.local), name="llm-warm-up"))
 
     async def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
@@ -128,3 +142,10 @@ class BotApp:
             await asyncio.gather(*self._tasks)
         finally:
             await self.stop()
+
+
+async def _warm_up_local_llm(local) -> None:
+    try:
+        await local.warm_up()
+    except Exception:
+        log.exception("the local LLM failed to load; questions go on to the next step")

@@ -212,6 +212,18 @@ class Message(models.Model):
         max_length=255, blank=True,
         help_text="Kept audio (KEEP_AUDIO), relative to the data dir's audio folder; cleared when it expires",
     )
+    # LLM answers (source local_llm / api_llm): which model, grounded in what, how fast.
+    llm_model = models.CharField(max_length=200, blank=True)
+    context_entries = models.JSONField(
+        default=list, blank=True,
+        help_text="FAQ entries given to the model as context: [{id, key, score}] (kept if entries change)",
+    )
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="From the start of the LLM step to its first token"
+    )
+    llm_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The LLM step's total time")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
