@@ -228,7 +228,7 @@ def _transcribe_file(path: str, language: str | None):
 
 
 def cmd_ask(args) -> int:
-    from supportbot.bot.runner import build_pipeline, prepare_index
+    from supportbot.assembly import build_pipeline, prepare_index
 
     cfg = _settings()
     if (args.question is None) == (args.voice is None):

@@ -17,12 +17,7 @@ from asgiref.sync import sync_to_async
 from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.bot.outbox import OutboxSender
-from supportbot.knowledge.batching import BatchingEmbedder
-from supportbot.knowledge.decision import policy_for
-from supportbot.knowledge.embedders import Embedder, default_embedder
-from supportbot.knowledge.index import FaqIndex
-from supportbot.knowledge.sync import sync_embeddings
-from supportbot.llm.setup import LlmFallback, build_fallback
+from supportbot.assembly import build_pipeline, prepare_index  # noqa: F401 (re-exported)
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue, build_queue
 from supportbot.support.voice import AudioRetentionJob, AudioStore
@@ -50,28 +45,6 @@ def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str,
     dp.include_routers(*get_routers())
     dp.include_router(errors.build_router())
     return dp
-
-
-_FROM_SETTINGS = object()
-
-
-def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None,
-                   llm: LlmFallback | None = _FROM_SETTINGS) -> AnswerPipeline:
-    """``llm``: the LLM steps after an FAQ miss; by default as the settings say, None for none."""
-    embedder = embedder or default_embedder()
-    # Questions from concurrent customers share model calls (see knowledge.batching).
-    index = FaqIndex(BatchingEmbedder(embedder), policy_for(embedder.name, threshold))
-    if llm is _FROM_SETTINGS:
-        from supportbot.config import get_settings
-
-        llm = build_fallback(get_settings())
-    return AnswerPipeline(index, llm=llm)
-
-
-def prepare_index(pipeline: AnswerPipeline) -> None:
-    """Embed whatever has no vector yet (new model, interrupted import), then load."""
-    sync_embeddings(pipeline.index.embedder, progress=True)
-    pipeline.index.refresh(force=True)
 
 
 class BotApp:
