@@ -29,3 +29,14 @@ class BagOfWordsEmbedder:
     @property
     def embedded_texts(self) -> int:
         return sum(len(c) for c in self.calls)
+
+
+#: A tiny shop FAQ (entry key -> question, phrasings) for matcher and admin tests.
+SHOP = {
+    "delivery": ("how long does delivery take", ["when will my parcel arrive", "shipping days count"]),
+    "refund": ("when do i get my money back", ["refund not received yet", "money returned to card"]),
+    "warranty": ("what warranty do you give", ["broken laptop repair covered", "guarantee months phone"]),
+    "payment": ("which payment methods work", ["pay by card", "cash on delivery option"]),
+    "hours": ("store opening hours", ["what time do you close", "open on sunday"]),
+    "promo": ("how to use a promo code", ["discount coupon not working", "where to enter voucher"]),
+}

@@ -16,18 +16,10 @@ from django.urls import reverse
 from supportbot.knowledge.index import process_index
 from supportbot.support.models import FaqEmbedding, FaqEntry, FaqPhrasing, Feedback, Message, TelegramUser, Ticket
 
-from .fakes import BagOfWordsEmbedder
+from .fakes import SHOP, BagOfWordsEmbedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SHOP = {
-    "delivery": ("how long does delivery take", ["when will my parcel arrive", "shipping days count"]),
-    "refund": ("when do i get my money back", ["refund not received yet", "money returned to card"]),
-    "warranty": ("what warranty do you give", ["broken laptop repair covered", "guarantee months phone"]),
-    "payment": ("which payment methods work", ["pay by card", "cash on delivery option"]),
-    "hours": ("store opening hours", ["what time do you close", "open on sunday"]),
-    "promo": ("how to use a promo code", ["discount coupon not working", "where to enter voucher"]),
-}
 
 
 @pytest.fixture

@@ -10,18 +10,10 @@ from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import BagOfWordsEmbedder
+from .fakes import SHOP, BagOfWordsEmbedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SHOP = {
-    "delivery": ("how long does delivery take", ["when will my parcel arrive", "shipping days count"]),
-    "refund": ("when do i get my money back", ["refund not received yet", "money returned to card"]),
-    "warranty": ("what warranty do you give", ["broken laptop repair covered", "guarantee months phone"]),
-    "payment": ("which payment methods work", ["pay by card", "cash on delivery option"]),
-    "hours": ("store opening hours", ["what time do you close", "open on sunday"]),
-    "promo": ("how to use a promo code", ["discount coupon not working", "where to enter voucher"]),
-}
 POLICY = MatchPolicy(threshold=0.9, margin=0.05, min_probability=0.3, min_specific=0.3, min_entries=5)
 
 
