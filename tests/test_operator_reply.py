@@ -46,6 +46,7 @@ async def test_reply_is_delivered_once_and_can_be_saved_to_faq(transactional_db,
     assert reply["plain_text"] == "No, only cards & bank transfer <for now>."
     row = await wait_until(lambda: Message.objects.filter(source="operator", delivery_status="sent").first())
     assert row.telegram_message_id == reply["message_id"]
+    assert row.delivery_claimed_at is not None and not row.delivery_interrupted  # no crash: never marked
     await asyncio.sleep(1.0)  # several outbox rounds later, still exactly one copy
     copies = [m for m in await customer_api.bot_messages(USER) if m["plain_text"].startswith("No, only cards")]
     assert len(copies) == 1

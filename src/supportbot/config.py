@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     llm_max_answer_chars: int = Field(default=1200, ge=50, le=4000)
     llm_stream_edit_seconds: float = Field(default=1.0, ge=0.1, le=30)
 
+    # Outbox (operators' replies): a reply a bot worker claimed and left "sending" for longer
+    # than this was abandoned by a crash; it is re-sent once, marked (see support.services).
+    # Must exceed the longest send (aiogram waits up to 60 s per request, one per 4,096 chars).
+    outbox_lease_seconds: int = Field(default=300, ge=60, le=86400)
+
     # Web
     django_secret_key: SecretStr | None = None
     allowed_hosts: str = "localhost,127.0.0.1"

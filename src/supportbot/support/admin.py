@@ -11,7 +11,9 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from supportbot.support import services
 from supportbot.support import voice as voice_messages
@@ -109,7 +111,7 @@ class MessageInline(admin.TabularInline):
     fk_name = "ticket"
     ordering = ["created_at", "id"]
     fields = ["created_at", "direction", "kind", "source", "shown_text", "faq_entry", "score", "processing_ms",
-              "delivery_status", "save_to_faq"]
+              "delivery", "save_to_faq"]
     readonly_fields = fields
     verbose_name_plural = "Thread"
 
@@ -120,8 +122,12 @@ class MessageInline(admin.TabularInline):
     def shown_text(self, obj: Message):
         text = format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
         if obj.kind == Message.Kind.VOICE:  # how it was heard, and a player when the audio is kept
-            return format_html("{}{}", text, voice_messages.voice_details(obj))
+            text = format_html("{}{}", text, voice_messages.voice_details(obj))
         return text
+
+    @admin.display(description="delivery")
+    def delivery(self, obj: Message):
+        return delivery_details(obj)
 
     def get_queryset(self, request):
         helpful = Feedback.objects.filter(message=OuterRef("pk"), helpful=True)
@@ -135,6 +141,36 @@ class MessageInline(admin.TabularInline):
             return ""
         url = reverse("admin:support_message_save_to_faq", args=[obj.pk])
         return format_html('<a class="button" href="{}">Save to FAQ</a>', url)
+
+
+def delivery_details(message: Message):
+    """For the admin thread: the delivery status, and what an operator must know about it.
+
+    Above all a reply whose bot stopped mid-send (outbox lease, ``services.requeue_abandoned``):
+    it was re-sent once and may have arrived twice, or, interrupted again, may not have arrived.
+    """
+    status = message.get_delivery_status_display() if message.delivery_status else ""
+    notes = []
+    if message.delivery_interrupted and message.delivery_status == Message.Delivery.FAILED:
+        notes.append("⚠ the bot stopped while sending it: it may or may not have arrived "
+                     "(ask the customer, or reply again)")
+    elif message.delivery_interrupted:
+        notes.append("⚠ may have arrived twice: the bot stopped while sending it, so it was re-sent once")
+    elif (message.delivery_status == Message.Delivery.SENDING and message.source == Message.Source.OPERATOR
+          and message.delivery_claimed_at is not None
+          and timezone.now() - message.delivery_claimed_at > services.outbox_lease()):
+        notes.append(f"⚠ stuck since {message.delivery_claimed_at:%Y-%m-%d %H:%M} UTC: the bot stopped while "
+                     "sending it; a running bot re-sends it once (it may arrive twice)")
+    if message.delivery_error and message.delivery_status != Message.Delivery.SENT:
+        notes.append(message.delivery_error)
+    if message.delivery_attempts:
+        n = message.delivery_attempts
+        notes.append(f"{n} {'earlier ' if message.delivery_status == Message.Delivery.SENT else ''}"
+                     f"attempt{'s' if n != 1 else ''} without a result")
+    if not notes:
+        return status or "—"
+    return format_html('{}<div class="help">{}</div>', status,
+                       format_html_join(mark_safe("<br>"), "{}", ((n,) for n in notes)))
 
 
 def add_as_phrasing_button(answer: Message):
@@ -229,7 +265,7 @@ class TicketAdmin(admin.ModelAdmin):
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["id", "ticket", "direction", "kind", "source", "text_short", "faq_entry", "score",
                     "processing_ms", "delivery_status", "created_at"]
-    list_filter = ["source", "direction", "kind", "delivery_status"]
+    list_filter = ["source", "direction", "kind", "delivery_status", "delivery_interrupted"]
     list_select_related = ["ticket", "ticket__user", "faq_entry"]
     search_fields = ["text"]
     raw_id_fields = ["ticket", "faq_entry", "in_reply_to", "operator"]

@@ -201,6 +201,16 @@ class Message(models.Model):
     )
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     delivery_error = models.CharField(max_length=255, blank=True)
+    # Outbox (operator replies): when a bot worker last claimed the row for sending. A row
+    # left "sending" longer than OUTBOX_LEASE_SECONDS was abandoned by a crashed worker.
+    delivery_claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a bot worker last claimed this reply for sending (outbox)"
+    )
+    delivery_interrupted = models.BooleanField(
+        default=False,
+        help_text="A bot stopped while sending this reply, so it is unknown whether Telegram got that "
+                  "attempt: it was re-sent once and may have arrived twice (or, interrupted twice, given up)",
+    )
     # Voice messages: ``text`` holds the transcript, these say how it was made.
     transcript_language = models.CharField(max_length=8, blank=True)
     transcript_probability = models.FloatField(

@@ -12,6 +12,7 @@ from datetime import timedelta
 from enum import Enum
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -353,15 +354,72 @@ def near_duplicate_of(*, entry: FaqEntry) -> FaqEntry | None:
 
 
 # -- outbox --------------------------------------------------------------------------
+#
+# An operator's reply goes pending -> sending (claimed by one bot worker, with a claim
+# time) -> sent | failed | pending again (a retryable error). If the worker dies between
+# its claim and its result, the row would stay "sending" for ever. A claim is therefore
+# a lease (OUTBOX_LEASE_SECONDS): a row still "sending" after it was abandoned. Whether
+# Telegram got that attempt is unknowable (the Bot API has no idempotency key), so the
+# policy is: re-send it ONCE, marked ``delivery_interrupted`` ("may have arrived twice",
+# shown in the ticket thread); a row abandoned a second time is failed for good, never
+# re-sent again (a reply that crashes the bot must not crash it for ever), and the
+# thread says it may or may not have arrived. Without a crash nothing changes: a row is
+# claimed immediately before it is sent, and every step is a conditional UPDATE on the
+# claim, so no healthy worker's row is ever taken over.
 MAX_DELIVERY_ATTEMPTS = 5
 
 
+def outbox_lease() -> timedelta:
+    from supportbot.config import get_settings
+
+    return timedelta(seconds=get_settings().outbox_lease_seconds)
+
+
+def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
+    """Recover operator replies whose worker stopped mid-send (claim older than the lease).
+
+    Returns how many rows were recovered. Each recovery is a conditional UPDATE on the
+    old claim time: of several workers recovering at once, one wins, and a worker that
+    still holds its claim is never overtaken (its claim time is within the lease).
+    """
+    now = now or timezone.now()
+    cutoff = now - (lease if lease is not None else outbox_lease())
+    stale = list(
+        Message.objects.filter(source=Message.Source.OPERATOR, delivery_status=Message.Delivery.SENDING)
+        .filter(Q(delivery_claimed_at__lt=cutoff) | Q(delivery_claimed_at__isnull=True))
+        .order_by("id").values_list("id", "delivery_claimed_at", "delivery_interrupted", "delivery_attempts")
+    )
+    recovered = 0
+    for message_id, claimed_at, interrupted, attempts in stale:
+        since = f"claimed {claimed_at:%Y-%m-%d %H:%M:%S} UTC" if claimed_at else "claimed before claim times"
+        give_up = interrupted or attempts + 1 >= MAX_DELIVERY_ATTEMPTS
+        if give_up:
+            status = Message.Delivery.FAILED
+            error = (f"the bot stopped {'again ' if interrupted else ''}while sending this reply ({since}) "
+                     f"{'' if interrupted else 'on its last attempt '}and it was not re-sent: "
+                     "it may or may not have arrived")
+        else:
+            status = Message.Delivery.PENDING
+            error = f"the bot stopped while sending this reply ({since}); re-sent once, may arrive twice"
+        won = Message.objects.filter(
+            pk=message_id, delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at,
+        ).update(delivery_status=status, delivery_interrupted=True, delivery_error=error[:255],
+                 delivery_attempts=F("delivery_attempts") + 1)
+        if won:
+            recovered += 1
+            log.warning("operator reply %s was abandoned mid-send (%s): %s", message_id, since,
+                        "failed for good" if give_up else "re-queued once, marked as possibly duplicated")
+    return recovered
+
+
 def claim_outbox(*, limit: int = 20) -> list[Message]:
-    """Claim pending operator replies for delivery.
+    """Claim pending operator replies for delivery (recovering abandoned ones first).
 
     The conditional UPDATE is the claim: of several bot workers polling the
-    same rows, exactly one moves a row from pending to sending.
+    same rows, exactly one moves a row from pending to sending. The claim time
+    it writes is the worker's lease on the row, and its fence (``delivery_failed``).
     """
+    requeue_abandoned()
     claimed = []
     candidates = list(
         Message.objects.filter(delivery_status=Message.Delivery.PENDING)
@@ -369,20 +427,33 @@ def claim_outbox(*, limit: int = 20) -> list[Message]:
     )
     for message_id in candidates:
         won = Message.objects.filter(pk=message_id, delivery_status=Message.Delivery.PENDING).update(
-            delivery_status=Message.Delivery.SENDING
+            delivery_status=Message.Delivery.SENDING, delivery_claimed_at=timezone.now()
         )
         if won:
             claimed.append(Message.objects.select_related("ticket", "ticket__user").get(pk=message_id))
     return claimed
 
 
-def delivery_failed(*, message_id: int, error: str, final: bool) -> None:
-    message = Message.objects.get(pk=message_id)
-    message.delivery_attempts += 1
-    message.delivery_error = error[:255]
-    give_up = final or message.delivery_attempts >= MAX_DELIVERY_ATTEMPTS
-    message.delivery_status = Message.Delivery.FAILED if give_up else Message.Delivery.PENDING
-    message.save(update_fields=["delivery_attempts", "delivery_error", "delivery_status"])
+def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None) -> bool:
+    """Record a failed attempt: failed for good (``final`` or too many attempts) or pending again.
+
+    ``claimed_at``: the worker's claim; the row changes only while it still holds that
+    claim, so a worker that outlived its lease cannot put back a row another worker
+    recovered (and is sending). Returns whether the row changed.
+    """
+    rows = Message.objects.filter(pk=message_id)
+    if claimed_at is not None:
+        rows = rows.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at)
+    if final:
+        status = Value(Message.Delivery.FAILED)
+    else:  # CASE reads the row as it was: the attempt being recorded is attempt n + 1
+        status = Case(When(delivery_attempts__gte=MAX_DELIVERY_ATTEMPTS - 1, then=Value(Message.Delivery.FAILED)),
+                      default=Value(Message.Delivery.PENDING))
+    changed = rows.update(delivery_attempts=F("delivery_attempts") + 1, delivery_error=error[:255],
+                          delivery_status=status)
+    if not changed:
+        log.warning("delivery result of message %s dropped: its claim was taken over (%s)", message_id, error)
+    return bool(changed)
 
 
 def mark_customer_blocked(*, user_id: int) -> None:
