@@ -123,6 +123,8 @@ class MessageInline(admin.TabularInline):
         text = format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
         if obj.kind == Message.Kind.VOICE:  # how it was heard, and a player when the audio is kept
             text = format_html("{}{}", text, voice_messages.voice_details(obj))
+        if obj.source in (Message.Source.LOCAL_LLM, Message.Source.API_LLM):
+            text = format_html("{}{}", text, llm_details(obj))
         return text
 
     @admin.display(description="delivery")
@@ -141,6 +143,27 @@ class MessageInline(admin.TabularInline):
             return ""
         url = reverse("admin:support_message_save_to_faq", args=[obj.pk])
         return format_html('<a class="button" href="{}">Save to FAQ</a>', url)
+
+
+def llm_details(message: Message):
+    """For the admin thread: which model wrote an LLM answer, from which FAQ entries, how fast."""
+    facts = [message.llm_model or "model unknown"]
+    context = message.context_entries if isinstance(message.context_entries, list) else []
+    shown = []
+    for item in context:
+        if isinstance(item, dict):
+            key, score = item.get("key") or f"#{item.get('id', '?')}", item.get("score")
+            shown.append(f"{key} ({score:.2f})" if isinstance(score, (int, float)) else str(key))
+    facts.append("context: " + (", ".join(shown) if shown else "none"))
+    if message.prompt_tokens is not None or message.completion_tokens is not None:
+        def count(n):
+            return "?" if n is None else str(n)
+        facts.append(f"tokens: {count(message.prompt_tokens)} prompt, {count(message.completion_tokens)} completion")
+    if message.first_token_ms is not None:
+        facts.append(f"first token {message.first_token_ms} ms")
+    if message.llm_ms is not None:
+        facts.append(f"LLM {message.llm_ms} ms")
+    return format_html('<div class="help">🤖 {}</div>', format_html_join(" · ", "{}", ((f,) for f in facts)))
 
 
 def delivery_details(message: Message):
