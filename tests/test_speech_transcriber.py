@@ -37,3 +37,32 @@ def test_silence_and_noise_give_an_empty_transcript():
     transcriber = default_transcriber()
     assert transcriber.transcribe(encode(silence(2.0), 16_000)).empty
     assert transcriber.transcribe(encode(tone(2.0), 16_000), language_hint="en").empty
+
+
+def test_short_window_cuts_only_the_padding():
+    import numpy as np
+
+    from supportbot.speech.transcriber import short_window
+
+    speech = np.full((80, 501), -0.5, np.float32)  # log-Mel of real audio is never exactly 0
+    padded = np.pad(speech, ((0, 0), (0, 3000 - 501)))
+    cut = short_window(padded, tail=100)
+    assert cut.shape == (80, 602)  # 501 frames of speech + 100 of padding, rounded up to even
+    assert np.array_equal(cut[:, :501], speech)
+    full = np.full((1, 80, 3000), -0.5, np.float32)
+    assert short_window(full).shape == (1, 80, 3000)  # a full window is left alone
+    assert short_window(np.zeros((80, 3000), np.float32)).shape == (80, 100)
+
+
+def test_short_windows_transcribe_like_full_windows(spoken, tmp_path):
+    """The speed-up (encoding the speech, not 30 s) changes neither words nor language."""
+    from supportbot.speech.transcriber import FasterWhisperTranscriber
+
+    shared = default_transcriber()
+    full = FasterWhisperTranscriber(shared.model_ref, models_dir=shared.models_dir, short_windows=False)
+    data, _ = spoken("Как вернуть товар, который не подошёл?", "ru")
+    short_result = shared.transcribe(data, language_hint="uk")
+    full_result = full.transcribe(data, language_hint="uk")
+    assert _words(short_result.text) == _words(full_result.text)
+    assert short_result.language == full_result.language == "ru"
+    assert shared.load().reused_encodings > 0  # detection's encoder pass is reused for decoding

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = Field(default=5, ge=1, le=10)
     whisper_threads: int = Field(default=2, ge=1, le=64)
+    #: Encode only the speech plus 1 s instead of Whisper's full 30 s window (3-4x faster on short clips).
+    whisper_short_windows: bool = True
     voice_max_seconds: int = Field(default=120, ge=1, le=3600)
     voice_concurrency: int = Field(default=1, ge=1, le=16)
     voice_queue_size: int = Field(default=10, ge=0, le=1000)

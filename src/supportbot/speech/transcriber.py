@@ -78,21 +78,49 @@ def normalise_hint(language_code: str | None, allowed: Sequence[str]) -> str | N
     return code if code in allowed else None
 
 
+#: Audio kept after the speech in a shortened encoder window (100 frames = 1 s).
+WINDOW_TAIL_FRAMES = 100
+
+
+def short_window(features: np.ndarray, tail: int = WINDOW_TAIL_FRAMES) -> np.ndarray:
+    """Cut the zero padding that ``pad_or_trim`` adds after the speech, keeping ``tail`` frames.
+
+    Whisper's encoder always gets 30 s (3,000 frames); a 5 s voice message is
+    mostly padding, and the encoder is most of its cost. CTranslate2 accepts
+    shorter windows (OpenNMT/CTranslate2#1446); 1 s of padding after the speech
+    keeps transcripts word for word on our English and Russian clips
+    (``bench/speech.py``). The log-Mel of real audio, silence included, is never
+    exactly zero, so only the padding is cut. The length stays even (the
+    encoder's convolution has stride 2).
+    """
+    frames = features.shape[-1]
+    flat = features.reshape(-1, frames)
+    filled = np.flatnonzero(np.any(flat != 0, axis=0))
+    keep = min(frames, (int(filled[-1]) + 1 if filled.size else 0) + tail)
+    keep = max(2, keep + keep % 2)
+    return features if keep >= frames else features[..., :keep]
+
+
 def _model_class():
     from faster_whisper import WhisperModel
 
     class ReusingWhisperModel(WhisperModel):
-        """Language detection and the first decoding window share one encoder pass.
+        """Shortened encoder windows, and one encoder pass shared by language detection
+        and the first decoding window.
 
         faster-whisper 1.2 encodes the first 30 s twice when it also detects the
         language, and the encoder is most of the cost of a short voice message.
         The remembered output is per thread and used once.
         """
 
+        short_windows = True
+
         def remember(self, window: np.ndarray, encoder_output) -> None:
             self._memo.value = (window, encoder_output)
 
         def encode(self, features: np.ndarray):
+            if self.short_windows:
+                features = short_window(features)
             memo = getattr(self._memo, "value", None)
             if memo is not None:
                 self._memo.value = None
@@ -112,6 +140,7 @@ class FasterWhisperTranscriber:
         self, model: str = "base", *, models_dir: Path, compute_type: str = "int8",
         beam_size: int = 5, threads: int = 2, workers: int = 1,
         languages: Sequence[str] = ("uk", "ru", "en"), max_seconds: float = 120,
+        short_windows: bool = True,
     ) -> None:
         self.name = f"faster-whisper/{model}"
         self.model_ref = model
@@ -122,6 +151,8 @@ class FasterWhisperTranscriber:
         self.workers = workers
         self.languages = tuple(languages)
         self.max_seconds = max_seconds
+        #: Encode only the speech (plus 1 s), not Whisper's full 30 s window: see :func:`short_window`.
+        self.short_windows = short_windows
         self.load_seconds: float | None = None
         self._model = None
         self._lock = threading.Lock()
@@ -141,6 +172,7 @@ class FasterWhisperTranscriber:
                     cpu_threads=self.threads, num_workers=self.workers,
                 )
                 model._memo = threading.local()
+                model.short_windows = self.short_windows
                 model.reused_encodings = 0
                 unknown = [c for c in self.languages if c not in model.supported_languages]
                 if unknown:
@@ -204,6 +236,8 @@ class FasterWhisperTranscriber:
         # Exactly the first window transcribe() will encode, so the output is reused.
         frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
         window = pad_or_trim(features[:, :frames])
+        if model.short_windows:
+            window = short_window(window)
         output = model.encode(window)
         model.remember(window, output)
         ranked = model.model.detect_language(output)[0]
@@ -216,6 +250,7 @@ def build_transcriber(cfg) -> FasterWhisperTranscriber:
         cfg.whisper_model, models_dir=cfg.data_dir / "models", compute_type=cfg.whisper_compute_type,
         beam_size=cfg.whisper_beam_size, threads=cfg.whisper_threads, workers=cfg.voice_concurrency,
         languages=cfg.speech_language_list, max_seconds=cfg.voice_max_seconds,
+        short_windows=cfg.whisper_short_windows,
     )
 
 
