@@ -12,9 +12,15 @@ A wrong confident answer is the worst outcome for a support desk, a missed one
   that sit between entries; the centred similarity catches questions the FAQ
   does not cover at all, where a classifier still picks *some* entry.
 * **Cosine rule** (tiny FAQs, where a classifier over one or two entries says
-  nothing, and the sentence-transformers baseline): the best entry's raw cosine
-  must reach ``threshold`` and beat the best other entry of its language by
-  ``margin``.
+  nothing; FAQs over the classifier's size limit; and the sentence-transformers
+  baseline): the best entry's raw cosine must reach ``threshold`` and beat the
+  best other entry of its language by ``margin``.
+
+The classifier is retrained on every FAQ change in every process, and its cost
+grows with entries x texts; above ``classifier_max_entries`` entries or
+``classifier_max_texts`` texts it is not trained at all and the cosine rule
+decides, so that a change is still served within ~2 s at any FAQ size (the
+limits were measured, see the README's "FAQ matching").
 
 ``min_similarity`` (the ``FAQ_MATCH_THRESHOLD`` setting) is an optional extra
 floor on the raw cosine under either rule.
@@ -27,6 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+#: The classifier's size limit (see the module docstring). Training takes ~100 steps
+#: over (texts, up to 1,024 per step) x entries, plus passes over every text; at
+#: 250 entries x 10-40 texts a refresh with training took 0.8-1.2 s on this project's
+#: 2-core machine while other jobs held the cores, about half that when quiet.
+CLASSIFIER_MAX_ENTRIES = 250
+CLASSIFIER_MAX_TEXTS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class MatchPolicy:
@@ -37,12 +50,29 @@ class MatchPolicy:
     min_probability: float | None = 0.30
     min_specific: float = 0.40
     min_entries: int = 5
+    # the classifier's size limit: above either, the cosine rule decides (None: no limit)
+    classifier_max_entries: int | None = CLASSIFIER_MAX_ENTRIES
+    classifier_max_texts: int | None = CLASSIFIER_MAX_TEXTS
     # extra floor on the raw cosine (FAQ_MATCH_THRESHOLD), both rules
     min_similarity: float | None = None
 
     @property
     def uses_classifier(self) -> bool:
         return self.min_probability is not None
+
+    def over_classifier_limit(self, entries: int, texts: int) -> bool:
+        """Whether an FAQ of this size is too large to train the classifier on each change."""
+        return (self.classifier_max_entries is not None and entries > self.classifier_max_entries) or (
+            self.classifier_max_texts is not None and texts > self.classifier_max_texts
+        )
+
+    def trains_classifier(self, entries: int, texts: int) -> bool:
+        """Whether an FAQ of this size is decided by the classifier rule (else the cosine rule)."""
+        return (
+            self.uses_classifier
+            and entries >= max(2, self.min_entries)
+            and not self.over_classifier_limit(entries, texts)
+        )
 
     def is_confident(self, best: float, second: float | None) -> bool:
         """The cosine rule: raw score of the best entry and of the best competitor."""

@@ -4,7 +4,9 @@ The database is the source of truth. Each process keeps a snapshot and refreshes
 it incrementally: a cheap version check tells it rows changed, then it loads only
 the vectors it does not hold yet and drops the ones that are gone. Vectors are
 never recomputed here; the per-FAQ classifier is retrained from them on each
-change (``classifier.py``). Search is a few matrix products; whether to answer is
+change (``classifier.py``) while the FAQ is within the policy's size limit (above
+it the cosine rule decides, so a refresh stays well under a second at 100,000
+texts). Search is a few matrix products; whether to answer is
 ``decision.MatchPolicy``'s call.
 """
 
@@ -79,6 +81,7 @@ class FaqIndex:
         self._snapshot = _Snapshot()
         self._refresh_lock = threading.Lock()
         self.loaded_vectors = 0  # vectors read from the database, for tests/metrics
+        self._classifier_limited = False  # over the policy's size limit at the last build (logged once)
 
     # -- refresh (sync: call from a thread) -----------------------------------
     def current_version(self) -> int:
@@ -92,25 +95,50 @@ class FaqIndex:
         return int(row or 0)
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Bring the snapshot up to date; return True when it changed."""
-        from supportbot.support.models import FaqEmbedding
+        """Bring the snapshot up to date; return True when it changed.
+
+        Cheap at any size: row ids and entry ids only (no vectors) for what is live,
+        vectors read only for rows this process does not hold yet, and the new
+        matrix gathered from the old one in one pass, already grouped by entry.
+        """
+        from supportbot.support.models import FaqEmbedding, FaqEntry
 
         with self._refresh_lock:
             old = self._snapshot
             version = self.current_version()
             if version == old.version and not force:
                 return False
-            live = list(
-                FaqEmbedding.objects.filter(model_name=self.embedder.name, entry__is_active=True)
-                .order_by("id")
-                .values_list("id", "entry_id", "entry__key", "entry__language")
-            )
-            ids = np.fromiter((r[0] for r in live), dtype=np.int64, count=len(live))
-            entries = np.fromiter((r[1] for r in live), dtype=np.int64, count=len(live))
-            keys = {r[1]: r[2] for r in live}
-            languages = {r[1]: r[3] for r in live}
-            have = {int(i): n for n, i in enumerate(old.row_ids)}
-            missing = [int(i) for i in ids if int(i) not in have]
+            pairs = np.array(
+                list(
+                    FaqEmbedding.objects.filter(model_name=self.embedder.name, entry__is_active=True)
+                    .order_by("id")
+                    .values_list("id", "entry_id")
+                ),
+                dtype=np.int64,
+            ).reshape(-1, 2)
+            meta = {
+                e: (key, language)
+                for e, key, language in FaqEntry.objects.filter(is_active=True)
+                .order_by()
+                .values_list("id", "key", "language")
+            }
+            ids, entries = pairs[:, 0], pairs[:, 1]
+            entry_of_slot, slot_of_row = np.unique(entries, return_inverse=True)
+            gone = [e for e in entry_of_slot.tolist() if e not in meta]
+            if gone:  # deactivated or deleted between the two reads: leave its rows out
+                keep = ~np.isin(entries, gone)
+                ids, entries = ids[keep], entries[keep]
+                entry_of_slot, slot_of_row = np.unique(entries, return_inverse=True)
+            # Rows grouped by entry (then by id), so per-entry maxima are one ``reduceat``;
+            # ids, entries and matrix rows stay aligned for the next incremental refresh.
+            order = np.argsort(slot_of_row, kind="stable")
+            ids, entries = ids[order], entries[order]
+            slot_of_row = slot_of_row[order].astype(np.int64)
+            keys = {e: meta[e][0] for e in entry_of_slot.tolist()}
+            languages = {e: meta[e][1] for e in entry_of_slot.tolist()}
+
+            source = _positions(old.row_ids, ids)  # each row's place in the old matrix, -1: new
+            missing = [int(i) for i in ids[source < 0]]
             fresh: dict[int, np.ndarray] = {}
             for start in range(0, len(missing), 900):  # stay under SQLite's variable limit
                 chunk = missing[start : start + 900]
@@ -120,14 +148,14 @@ class FaqIndex:
                     fresh[row_id] = np.frombuffer(bytes(blob), dtype="<f4", count=dim)
             self.loaded_vectors += len(fresh)
             if len(ids):
-                rows = [
-                    old.matrix[have[int(i)]] if int(i) in have else fresh[int(i)] for i in ids
-                ]
-                matrix = np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+                dim = old.matrix.shape[1] if len(old.row_ids) else len(next(iter(fresh.values())))
+                matrix = np.empty((len(ids), dim), dtype=np.float32)
+                if len(old.row_ids):
+                    np.take(old.matrix, np.maximum(source, 0), axis=0, out=matrix, mode="clip")
+                for position in np.flatnonzero(source < 0):
+                    matrix[position] = fresh[int(ids[position])]
             else:
                 matrix = np.zeros((0, 0), dtype=np.float32)
-            entry_of_slot, slot_of_row = np.unique(entries, return_inverse=True)
-            slot_of_row = slot_of_row.astype(np.int64)
             self._snapshot = self._build(version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages)
             log.info(
                 "FAQ index v%s: %d vectors, %d entries (%d loaded)%s",
@@ -137,16 +165,24 @@ class FaqIndex:
             return True
 
     def _build(self, version, ids, entries, slot_of_row, entry_of_slot, matrix, keys, languages) -> _Snapshot:
-        # Rows grouped by entry, so per-entry maxima are one ``reduceat``; ids, entries
-        # and matrix rows stay aligned for the next incremental refresh.
-        order = np.argsort(slot_of_row, kind="stable")
-        ids, entries, slot_of_row = ids[order], entries[order], slot_of_row[order]
-        if len(order):
-            matrix = np.ascontiguousarray(matrix[order])
+        """The snapshot of rows already grouped by entry slot, with the classifier when it applies."""
         starts = np.searchsorted(slot_of_row, np.arange(len(entry_of_slot)))
         language_of_slot = np.array([languages.get(int(e), "") for e in entry_of_slot], dtype=object)
         classifier = row_dot_mean = row_centred_norm = None
-        if self.policy.uses_classifier and len(entry_of_slot) >= max(2, self.policy.min_entries):
+        entries_count, texts = len(entry_of_slot), len(ids)
+        limited = (self.policy.uses_classifier and entries_count >= max(2, self.policy.min_entries)
+                   and self.policy.over_classifier_limit(entries_count, texts))
+        if limited and not self._classifier_limited:
+            log.warning(
+                "FAQ classifier off: %d entries / %d texts is over its size limit (%s entries, %s texts); "
+                "the cosine rule decides (threshold %.2f, margin %.3f)",
+                entries_count, texts, self.policy.classifier_max_entries, self.policy.classifier_max_texts,
+                self.policy.threshold, self.policy.margin,
+            )
+        elif self._classifier_limited and not limited:
+            log.info("FAQ classifier back on: %d entries / %d texts is within its size limit", entries_count, texts)
+        self._classifier_limited = limited
+        if self.policy.trains_classifier(entries_count, texts):
             started = time.perf_counter()
             classifier = EntryClassifier.train(matrix, slot_of_row, len(entry_of_slot))
             row_dot_mean = matrix @ classifier.mean
@@ -256,6 +292,15 @@ def process_index() -> FaqIndex:
 
     embedder = default_embedder()
     return FaqIndex(embedder, policy_for(embedder.name, get_settings().faq_match_threshold))
+
+
+def _positions(held: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index of each of ``wanted`` in ``held`` (unique ids, any order); -1 where absent."""
+    if not len(held) or not len(wanted):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    sorter = np.argsort(held)
+    at = sorter[np.minimum(np.searchsorted(held, wanted, sorter=sorter), len(held) - 1)]
+    return np.where(held[at] == wanted, at, -1)
 
 
 def _top(scores: np.ndarray, *, k: int) -> np.ndarray:
