@@ -108,3 +108,34 @@ def test_visible_text_never_shows_a_refusal_marker_in_the_making():
     assert guard.visible("Delivery is free. N") == "Delivery is free."
     assert guard.visible("Nova Poshta delivers") == "Nova Poshta delivers"
     assert guard.visible("Option") == "Option"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("До скольки работает пункт выдачи в воскресенье?", "ru"),
+    ("Скільки днів пункт видачі тримає замовлення?", "uk"),
+    ("How long do you keep my parcel?", "en"),
+    ("Скажите, когда доставка", None),  # Cyrillic without a telling letter
+    ("12345", None),
+])
+def test_the_question_script_names_its_language_only_when_it_can(text, expected):
+    from supportbot.llm.prompt import script_language
+
+    assert script_language(text) == expected
+
+
+@pytest.mark.django_db
+def test_context_entries_follow_the_language_the_question_is_written_in():
+    from supportbot.knowledge.index import EntryMatch
+    from supportbot.llm.context import context_entries
+    from supportbot.support.models import FaqEntry
+
+    uk = FaqEntry.objects.create(key="pickup-uk", question="Скільки зберігається замовлення?",
+                                 answer="5 днів.", language="uk")
+    ru = FaqEntry.objects.create(key="pickup-ru", question="Сколько хранится заказ?",
+                                 answer="5 дней.", language="ru")
+    # The Ukrainian copy is the closest match, but the question is written in Russian.
+    matches = [EntryMatch(uk.pk, uk.key, 0.93, "uk"), EntryMatch(ru.pk, ru.key, 0.92, "ru")]
+    russian = context_entries(matches, 2, "До скольки дней пункт выдачи хранит заказ?")
+    assert [e.key for e in russian] == ["pickup-ru", "pickup-uk"]
+    undecided = context_entries(matches, 2, "Скажите, когда доставка")  # no telling letter
+    assert [e.key for e in undecided] == ["pickup-uk", "pickup-ru"]

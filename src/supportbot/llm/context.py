@@ -8,15 +8,18 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from supportbot.llm.prompt import ContextEntry, Turn
+from supportbot.llm.prompt import ContextEntry, Turn, script_language
 
 
 def context_entries(matches, limit: int, question: str = "") -> list[ContextEntry]:
-    """The nearest active FAQ entries (by similarity), preferring the language of the closest one.
+    """The nearest active FAQ entries (by similarity), preferring the question's language.
 
     The same answer is often kept in uk/ru/en; three copies of one fact would
-    crowd out the second fact a question may need, so entries in the best
-    match's language (most likely the question's) come first.
+    crowd out the second fact a question may need, so entries in one language
+    come first: the question's, when its letters tell (ы/э/ё/ъ is Russian,
+    і/ї/є/ґ Ukrainian, Latin English) and the FAQ has entries in it among the
+    matches, else the best match's (Russian and Ukrainian questions are often
+    closest to the other language's copy).
     """
     from supportbot.support.models import FaqEntry
 
@@ -24,7 +27,8 @@ def context_entries(matches, limit: int, question: str = "") -> list[ContextEntr
         return []
     # The matcher's ranking is tuned to decide, not to retrieve: rank by similarity.
     matches = sorted(matches, key=lambda m: -m.score)
-    language = matches[0].language
+    written = script_language(question)
+    language = written if any(m.language == written for m in matches) else matches[0].language
     ordered = [m for m in matches if m.language == language] + [m for m in matches if m.language != language]
     rows = {
         row["pk"]: row

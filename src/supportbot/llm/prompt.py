@@ -101,6 +101,21 @@ def build_user_prompt(
 QUESTION = "Question: "
 
 
+def script_language(text: str) -> str | None:
+    """``uk`` / ``ru`` / ``en`` when the letters say so unambiguously, else None.
+
+    Ukrainian has і ї є ґ, Russian ы э ё ъ; Cyrillic with neither is left undecided.
+    """
+    text = text.lower()
+    if re.search(r"[іїєґ]", text):
+        return None if re.search(r"[ыэёъ]", text) else "uk"
+    if re.search(r"[ыэёъ]", text):
+        return "ru"
+    if re.search(r"[a-z]", text) and not re.search(r"[а-я]", text):
+        return "en"
+    return None
+
+
 def answer_language(grounded: str, default: str | None = None) -> str:
     """The language to answer in: the question's script (uk/ru letters), else ``default``, else English."""
     question = grounded.rsplit(QUESTION, 1)[-1].lower()
