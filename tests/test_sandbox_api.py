@@ -591,3 +591,18 @@ async def test_dispatcher_polling_end_to_end(bot: Bot, client: SandboxClient) ->
     finally:
         await dp.stop_polling()
         await asyncio.wait_for(polling, 5)
+
+
+def test_api_reply_models_are_built_once_per_process() -> None:
+    """aiogram's Response[T] survives garbage collection once pinned (it was rebuilt per call)."""
+    import gc
+
+    from aiogram.client.session.base import Response
+    from aiogram.methods import GetUpdates, SendMessage
+
+    from supportbot.bot.runner import pin_response_types
+
+    assert pin_response_types() > 100  # every Bot API method
+    before = id(Response[SendMessage.__returning__]), id(Response[GetUpdates.__returning__])
+    gc.collect()
+    assert (id(Response[SendMessage.__returning__]), id(Response[GetUpdates.__returning__])) == before
