@@ -6,8 +6,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ST_STAMP := $(VENV)/.sentence-transformers-stamp
+DB_STAMP := $(VENV)/.database-drivers-stamp
 
-.PHONY: run test install install-sentence-transformers bench clean-data
+.PHONY: run test test-databases install install-sentence-transformers bench clean-data
 
 # llama-cpp-python has no binary wheel: pip builds it once (about 6 minutes on 2 cores) and
 # caches the wheel. Built for AVX2 without AMX: ggml's AMX kernels crash on VMs whose CPU
@@ -31,6 +32,16 @@ $(ST_STAMP): $(STAMP)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,sentence-transformers]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(ST_STAMP)
 
+# PostgreSQL and MariaDB drivers for the production-database test run. mysqlclient compiles
+# against libmariadb (Debian: libmariadb-dev pkg-config, which .ci/run installs); without
+# them only psycopg is installed and the MariaDB run says it is skipped.
+$(DB_STAMP): $(STAMP)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[postgres]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mariadb 2>/dev/null; then \
+		$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mysql]' 2>&1 | { grep -v "is ignored: it is neither" || true; }; \
+	else echo "libmariadb-dev / pkg-config not found: the MariaDB test run will be skipped"; fi
+	@touch $(DB_STAMP)
+
 install: $(STAMP)
 
 install-sentence-transformers: $(ST_STAMP)
@@ -38,8 +49,13 @@ install-sentence-transformers: $(ST_STAMP)
 run: $(STAMP)
 	@$(VENV)/bin/supportbot run
 
-test: $(STAMP) $(ST_STAMP)
+test: $(STAMP) $(ST_STAMP) $(DB_STAMP)
 	@$(PY) -m pytest
+	@$(PY) tests/databases.py
+
+# The database-heavy tests again on PostgreSQL and MariaDB (127.0.0.1, default ports).
+test-databases: $(DB_STAMP)
+	@$(PY) tests/databases.py
 
 bench: $(STAMP)
 	@$(PY) bench/faq_search.py
