@@ -31,6 +31,16 @@ def sample_faq(transactional_db):
 
 
 @pytest.fixture
+def fake(monkeypatch):
+    """The bag-of-words fake model (unit tests), also for the after-commit sync that FAQ saves trigger."""
+    from .fakes import BagOfWordsEmbedder
+
+    fake = BagOfWordsEmbedder(dim=1024)
+    monkeypatch.setattr("supportbot.knowledge.embedders.default_embedder", lambda: fake)
+    return fake
+
+
+@pytest.fixture
 async def sandbox():
     from supportbot.sandbox.server import start_server
 

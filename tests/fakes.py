@@ -40,3 +40,13 @@ SHOP = {
     "hours": ("store opening hours", ["what time do you close", "open on sunday"]),
     "promo": ("how to use a promo code", ["discount coupon not working", "where to enter voucher"]),
 }
+
+
+def _index_policy():
+    from supportbot.knowledge.decision import MatchPolicy
+
+    return MatchPolicy(threshold=0.9, margin=0.05, min_probability=0.3, min_specific=0.3, min_entries=5)
+
+
+#: The decision policy the index unit tests use with :class:`BagOfWordsEmbedder`.
+INDEX_POLICY = _index_policy()

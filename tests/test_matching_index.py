@@ -5,24 +5,16 @@ Fast: a deterministic bag-of-words fake stands in for the embedding model.
 
 import pytest
 
-from supportbot.knowledge.decision import MatchPolicy
 from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import SHOP, BagOfWordsEmbedder
+from .fakes import INDEX_POLICY, SHOP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-POLICY = MatchPolicy(threshold=0.9, margin=0.05, min_probability=0.3, min_specific=0.3, min_entries=5)
+POLICY = INDEX_POLICY
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    """The fake model, also for the after-commit sync that FAQ saves trigger."""
-    fake = BagOfWordsEmbedder(dim=1024)
-    monkeypatch.setattr("supportbot.knowledge.embedders.default_embedder", lambda: fake)
-    return fake
 
 
 def _entry(key, question, phrasings=(), language="en"):
@@ -99,8 +91,6 @@ def test_refresh_retrains_on_change_and_reads_only_new_vectors(fake):
 
 
 def test_specific_similarity_is_the_cosine_of_centred_vectors(fake):
-    import numpy as np
-
     from supportbot.knowledge.classifier import centre
 
     for key, (question, phrasings) in SHOP.items():

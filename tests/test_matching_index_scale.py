@@ -9,24 +9,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from supportbot.knowledge.decision import CLASSIFIER_MAX_ENTRIES, MatchPolicy, policy_for
+from supportbot.knowledge.decision import CLASSIFIER_MAX_ENTRIES, policy_for
 from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import bump_version, sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import SHOP, BagOfWordsEmbedder
+from .fakes import INDEX_POLICY, SHOP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-POLICY = MatchPolicy(threshold=0.9, margin=0.05, min_probability=0.3, min_specific=0.3, min_entries=5)
+POLICY = INDEX_POLICY
 
-
-@pytest.fixture
-def fake(monkeypatch):
-    """The fake model, also for the after-commit sync that FAQ saves trigger."""
-    fake = BagOfWordsEmbedder(dim=1024)
-    monkeypatch.setattr("supportbot.knowledge.embedders.default_embedder", lambda: fake)
-    return fake
 
 
 def _shop():
