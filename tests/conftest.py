@@ -30,6 +30,22 @@ def sample_faq(transactional_db):
     return SAMPLE_FAQ
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_sessions_closed_at_the_end(request):
+    """PostgreSQL refuses to drop the test database while worker threads (``sync_to_async``)
+    still hold connections to it; end them so pytest-django's teardown can drop it."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    yield
+    from django.db import connection
+
+    with request.getfixturevalue("django_db_blocker").unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture
 def fake(monkeypatch):
     """The bag-of-words fake model (unit tests), also for the after-commit sync that FAQ saves trigger."""
