@@ -20,6 +20,8 @@ def _env(monkeypatch, **values):
         ("DATABASE_URL", "oracle://x"),
         ("EMBEDDING_BACKEND", "word2vec"),
         ("FAQ_MATCH_THRESHOLD", "2"),
+        ("FAQ_CLASSIFIER_MAX_ENTRIES", "-1"),
+        ("WHISPER_SHORT_WINDOWS", "perhaps"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value):

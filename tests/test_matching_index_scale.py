@@ -107,3 +107,27 @@ def test_refresh_after_mixed_changes_matches_a_fresh_build(fake):
     assert "promo" not in a.keys.values()
     assert np.array_equal(a.classifier.weights, b.classifier.weights)
     assert index.search("gift card birthday present").best.key == "gifts"
+
+
+def test_the_pipeline_takes_threshold_and_classifier_limit_from_the_settings(monkeypatch, fake):
+    """FAQ_MATCH_THRESHOLD and FAQ_CLASSIFIER_MAX_ENTRIES reach the bot's own pipeline."""
+    from supportbot.assembly import build_pipeline
+    from supportbot.config import get_settings
+
+    monkeypatch.setenv("FAQ_MATCH_THRESHOLD", "0.91")
+    monkeypatch.setenv("FAQ_CLASSIFIER_MAX_ENTRIES", "0")
+    get_settings.cache_clear()
+    try:
+        policy = build_pipeline(fake, llm=None).index.policy
+    finally:
+        get_settings.cache_clear()
+    assert policy.min_similarity == 0.91
+    assert policy.classifier_max_entries == 0 and policy.over_classifier_limit(entries=5, texts=10)
+    monkeypatch.delenv("FAQ_MATCH_THRESHOLD")
+    monkeypatch.delenv("FAQ_CLASSIFIER_MAX_ENTRIES")
+    get_settings.cache_clear()
+    try:
+        policy = build_pipeline(fake, llm=None).index.policy
+    finally:
+        get_settings.cache_clear()
+    assert policy.min_similarity is None and policy.classifier_max_entries == CLASSIFIER_MAX_ENTRIES

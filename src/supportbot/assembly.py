@@ -18,16 +18,21 @@ from supportbot.pipeline import AnswerPipeline
 _FROM_SETTINGS = object()
 
 
-def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = None,
+def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = _FROM_SETTINGS,
                    llm: LlmFallback | None = _FROM_SETTINGS) -> AnswerPipeline:
-    """``llm``: the LLM steps after an FAQ miss; by default as the settings say, None for none."""
-    embedder = embedder or default_embedder()
-    # Questions from concurrent customers share model calls (see knowledge.batching).
-    index = FaqIndex(BatchingEmbedder(embedder), policy_for(embedder.name, threshold))
-    if llm is _FROM_SETTINGS:
-        from supportbot.config import get_settings
+    """The answer pipeline; ``threshold`` (``FAQ_MATCH_THRESHOLD``) and ``llm`` (the LLM steps
+    after an FAQ miss) come from the settings unless given (``llm=None``: no LLM steps)."""
+    from supportbot.config import get_settings
 
-        llm = build_fallback(get_settings())
+    cfg = get_settings()
+    embedder = embedder or default_embedder()
+    if threshold is _FROM_SETTINGS:
+        threshold = cfg.faq_match_threshold
+    policy = policy_for(embedder.name, threshold, classifier_max_entries=cfg.faq_classifier_max_entries)
+    # Questions from concurrent customers share model calls (see knowledge.batching).
+    index = FaqIndex(BatchingEmbedder(embedder), policy)
+    if llm is _FROM_SETTINGS:
+        llm = build_fallback(cfg)
     return AnswerPipeline(index, llm=llm)
 
 

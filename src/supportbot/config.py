@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     embedding_model: str | None = None
     faq_match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     faq_refresh_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: The FAQ classifier is retrained on every change; above this many entries the cosine rule decides.
+    faq_classifier_max_entries: int = Field(default=250, ge=0, le=100_000)
     embedding_threads: int = Field(default=2, ge=1, le=64)
 
     # Languages

@@ -100,8 +100,13 @@ _DEFAULTS = {
 }
 
 
-def policy_for(model_name: str, threshold_override: float | None = None) -> MatchPolicy:
+def policy_for(model_name: str, threshold_override: float | None = None, *,
+               classifier_max_entries: int | None = None) -> MatchPolicy:
+    """The shipped policy for a model; ``classifier_max_entries`` (``FAQ_CLASSIFIER_MAX_ENTRIES``)
+    moves the classifier's entry limit (0: never train it, always the cosine rule)."""
     base = _DEFAULTS.get(model_name, MatchPolicy(threshold=0.9, margin=0.02))
+    if classifier_max_entries is not None:
+        base = replace(base, classifier_max_entries=classifier_max_entries)
     if threshold_override is not None:
         # An explicit threshold keeps its old meaning for the cosine rule and is
         # also a floor under the classifier: never answer below it.

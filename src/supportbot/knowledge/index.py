@@ -291,7 +291,9 @@ def process_index() -> FaqIndex:
     from supportbot.knowledge.embedders import default_embedder
 
     embedder = default_embedder()
-    return FaqIndex(embedder, policy_for(embedder.name, get_settings().faq_match_threshold))
+    cfg = get_settings()
+    return FaqIndex(embedder, policy_for(embedder.name, cfg.faq_match_threshold,
+                                         classifier_max_entries=cfg.faq_classifier_max_entries))
 
 
 def _positions(held: np.ndarray, wanted: np.ndarray) -> np.ndarray:
