@@ -8,9 +8,8 @@ framework (its types take seconds to import on a small machine).
 from __future__ import annotations
 
 from supportbot.knowledge.batching import BatchingEmbedder
-from supportbot.knowledge.decision import policy_for
 from supportbot.knowledge.embedders import Embedder, default_embedder
-from supportbot.knowledge.index import FaqIndex
+from supportbot.knowledge.index import FaqIndex, configured_policy
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.llm.setup import LlmFallback, build_fallback
 from supportbot.pipeline import AnswerPipeline
@@ -28,9 +27,8 @@ def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None 
     embedder = embedder or default_embedder()
     if threshold is _FROM_SETTINGS:
         threshold = cfg.faq_match_threshold
-    policy = policy_for(embedder.name, threshold, classifier_max_entries=cfg.faq_classifier_max_entries)
     # Questions from concurrent customers share model calls (see knowledge.batching).
-    index = FaqIndex(BatchingEmbedder(embedder), policy)
+    index = FaqIndex(BatchingEmbedder(embedder), configured_policy(embedder.name, threshold))
     if llm is _FROM_SETTINGS:
         llm = build_fallback(cfg)
     return AnswerPipeline(index, llm=llm)

@@ -66,13 +66,13 @@ class MatchPolicy:
             self.classifier_max_texts is not None and texts > self.classifier_max_texts
         )
 
+    def classifier_applies(self, entries: int) -> bool:
+        """Whether the classifier rule is meant for an FAQ of this many entries, size limit aside."""
+        return self.uses_classifier and entries >= max(2, self.min_entries)
+
     def trains_classifier(self, entries: int, texts: int) -> bool:
         """Whether an FAQ of this size is decided by the classifier rule (else the cosine rule)."""
-        return (
-            self.uses_classifier
-            and entries >= max(2, self.min_entries)
-            and not self.over_classifier_limit(entries, texts)
-        )
+        return self.classifier_applies(entries) and not self.over_classifier_limit(entries, texts)
 
     def is_confident(self, best: float, second: float | None) -> bool:
         """The cosine rule: raw score of the best entry and of the best competitor."""

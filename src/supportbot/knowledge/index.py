@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from supportbot.knowledge.classifier import EntryClassifier, centre
-from supportbot.knowledge.decision import MatchPolicy
+from supportbot.knowledge.decision import MatchPolicy, policy_for
 from supportbot.knowledge.embedders import Embedder
 from supportbot.knowledge.text import clean_question
 
@@ -170,7 +170,7 @@ class FaqIndex:
         language_of_slot = np.array([languages.get(int(e), "") for e in entry_of_slot], dtype=object)
         classifier = row_dot_mean = row_centred_norm = None
         entries_count, texts = len(entry_of_slot), len(ids)
-        limited = (self.policy.uses_classifier and entries_count >= max(2, self.policy.min_entries)
+        limited = (self.policy.classifier_applies(entries_count)
                    and self.policy.over_classifier_limit(entries_count, texts))
         if limited and not self._classifier_limited:
             log.warning(
@@ -287,13 +287,18 @@ def process_index() -> FaqIndex:
     """This process's index for checks outside the bot (the admin's near-duplicate
     warning); built lazily with the settings' embedder and policy, refreshed by the caller."""
     from supportbot.config import get_settings
-    from supportbot.knowledge.decision import policy_for
     from supportbot.knowledge.embedders import default_embedder
 
     embedder = default_embedder()
-    cfg = get_settings()
-    return FaqIndex(embedder, policy_for(embedder.name, cfg.faq_match_threshold,
-                                         classifier_max_entries=cfg.faq_classifier_max_entries))
+    return FaqIndex(embedder, configured_policy(embedder.name, get_settings().faq_match_threshold))
+
+
+def configured_policy(model_name: str, threshold: float | None) -> MatchPolicy:
+    """The model's policy with the settings applied: ``threshold`` (``FAQ_MATCH_THRESHOLD``
+    or a caller's override, None: none) and ``FAQ_CLASSIFIER_MAX_ENTRIES``."""
+    from supportbot.config import get_settings
+
+    return policy_for(model_name, threshold, classifier_max_entries=get_settings().faq_classifier_max_entries)
 
 
 def _positions(held: np.ndarray, wanted: np.ndarray) -> np.ndarray:
