@@ -119,14 +119,12 @@ def script_language(text: str) -> str | None:
 def answer_language(grounded: str, default: str | None = None) -> str:
     """The language to answer in: the question's script (uk/ru letters), else ``default``, else English."""
     question = grounded.rsplit(QUESTION, 1)[-1].lower()
-    if re.search(r"[іїєґ]", question):
-        return "Ukrainian"
-    if re.search(r"[ыэёъ]", question):
-        return "Russian"
+    # Ukrainian letters win when both alphabets' telling letters are there.
+    written = script_language(question) or ("uk" if re.search(r"[іїєґ]", question) else None)
+    if written:
+        return LANGUAGE_NAMES[written]
     if re.search(r"[а-я]", question):
         return LANGUAGE_NAMES.get(default or "", "Ukrainian") if default in ("uk", "ru") else "Russian"
-    if re.search(r"[a-z]", question):
-        return "English"
     return LANGUAGE_NAMES.get(default or "", "English")
 
 
