@@ -40,8 +40,8 @@ class OutboxSender:
 
     async def deliver_pending(self) -> int:
         delivered = 0
-        for _ in range(self.batch):
-            claimed = await sync_to_async(services.claim_outbox)(limit=1)
+        for n in range(self.batch):
+            claimed = await sync_to_async(services.claim_outbox)(limit=1, recover=n == 0)
             if not claimed:
                 break
             await self._deliver(claimed[0])

@@ -412,14 +412,16 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
     return recovered
 
 
-def claim_outbox(*, limit: int = 20) -> list[Message]:
-    """Claim pending operator replies for delivery (recovering abandoned ones first).
+def claim_outbox(*, limit: int = 20, recover: bool = True) -> list[Message]:
+    """Claim pending operator replies for delivery (recovering abandoned ones first, unless
+    ``recover`` is False: a worker claiming row after row recovers once per pass).
 
     The conditional UPDATE is the claim: of several bot workers polling the
     same rows, exactly one moves a row from pending to sending. The claim time
     it writes is the worker's lease on the row, and its fence (``delivery_failed``).
     """
-    requeue_abandoned()
+    if recover:
+        requeue_abandoned()
     claimed = []
     candidates = list(
         Message.objects.filter(delivery_status=Message.Delivery.PENDING)
