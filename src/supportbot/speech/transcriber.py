@@ -115,12 +115,18 @@ def _model_class():
 
         short_windows = True
 
-        def remember(self, window: np.ndarray, encoder_output) -> None:
-            self._memo.value = (window, encoder_output)
+        def _window(self, features: np.ndarray) -> np.ndarray:
+            return short_window(features) if self.short_windows else features
+
+        def encode_and_remember(self, features: np.ndarray):
+            """Encode a window and keep the output for this thread's next :meth:`encode` of it."""
+            features = self._window(features)
+            output = super().encode(features)
+            self._memo.value = (features, output)
+            return output
 
         def encode(self, features: np.ndarray):
-            if self.short_windows:
-                features = short_window(features)
+            features = self._window(features)
             memo = getattr(self._memo, "value", None)
             if memo is not None:
                 self._memo.value = None
@@ -235,11 +241,7 @@ class FasterWhisperTranscriber:
         features = model.feature_extractor(speech)
         # Exactly the first window transcribe() will encode, so the output is reused.
         frames = min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)
-        window = pad_or_trim(features[:, :frames])
-        if model.short_windows:
-            window = short_window(window)
-        output = model.encode(window)
-        model.remember(window, output)
+        output = model.encode_and_remember(pad_or_trim(features[:, :frames]))
         ranked = model.model.detect_language(output)[0]
         probabilities = {token[2:-2]: prob for token, prob in ranked}
         return choose_language(probabilities, self.languages, hint)
