@@ -206,6 +206,17 @@ class Message(models.Model):
     delivery_claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a bot worker last claimed this reply for sending (outbox)"
     )
+    # The delivery path (bot.delivery): a row that failed for a reason worth retrying (429, 5xx,
+    # network) goes back to "pending" and is not taken again before this time.
+    delivery_not_before = models.DateTimeField(
+        null=True, blank=True, help_text="A retried message is not sent again before this time"
+    )
+    delivery_parts_sent = models.PositiveSmallIntegerField(
+        default=0, help_text="Parts of a long text (over 4,096 characters) already delivered"
+    )
+    quote_reply = models.BooleanField(
+        default=False, help_text="Sent in Telegram as a reply quoting the customer's message"
+    )
     delivery_interrupted = models.BooleanField(
         default=False,
         help_text="A bot stopped while sending this reply, so it is unknown whether Telegram got that "
