@@ -177,7 +177,8 @@ class Message(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    AUTOMATIC_SOURCES = (Source.FAQ, Source.LOCAL_LLM, Source.API_LLM)
+    LLM_SOURCES = (Source.LOCAL_LLM, Source.API_LLM)
+    AUTOMATIC_SOURCES = (Source.FAQ, *LLM_SOURCES)
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=3, choices=Direction.choices)
