@@ -24,7 +24,7 @@ from supportbot.config import SANDBOX_BOT_TOKEN
 from supportbot.sandbox import views
 from supportbot.sandbox.server import SandboxServer, start_server
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 PAGE = "/sandbox/"
 API = "/sandbox/api/"

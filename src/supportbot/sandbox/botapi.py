@@ -1,0 +1,366 @@
+"""The ``/bot{token}/{method}`` half of the sandbox: the Bot API methods the bot uses.
+
+They follow the real API closely, including its error codes and descriptions, because
+tests against a permissive fake would prove nothing about production.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from supportbot.sandbox.errors import BotApiError, bad_request
+from supportbot.sandbox.formatting import MAX_MESSAGE_LENGTH, ParsedText, parse_text, utf16_len
+from supportbot.sandbox.params import Params, markup_key, read_params, read_reply_markup
+from supportbot.sandbox.state import SandboxChat, SandboxState, StoredMessage, now
+
+__all__ = ["BotApi", "BotApiError"]
+
+MAX_CALLBACK_ANSWER_LENGTH = 200
+MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # getFile refuses bigger files for cloud bots
+MAX_POLL_TIMEOUT = 50.0
+
+_BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+
+_CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+
+_NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup "
+    "are exactly the same as a current content and reply markup of the message"
+)
+_QUERY_TOO_OLD = (
+    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+)
+
+_Method = Callable[[Params], Awaitable[Any]]
+
+
+class BotApi:
+    """The ``/bot{token}/{method}`` half of the server."""
+
+    def __init__(self, state: SandboxState, token: str) -> None:
+        self.state = state
+        self._token = token
+        self.methods: dict[str, _Method] = {
+            "getme": self.get_me,
+            "logout": self.always_true,
+            "close": self.always_true,
+            "deletewebhook": self.delete_webhook,
+            "setwebhook": self.set_webhook,
+            "getwebhookinfo": self.get_webhook_info,
+            "setmycommands": self.set_my_commands,
+            "getmycommands": self.get_my_commands,
+            "deletemycommands": self.delete_my_commands,
+            "setmydescription": self.always_true,
+            "setmyshortdescription": self.always_true,
+            "setmyname": self.always_true,
+            "setchatmenubutton": self.always_true,
+            "getupdates": self.get_updates,
+            "sendmessage": self.send_message,
+            "editmessagetext": self.edit_message_text,
+            "editmessagereplymarkup": self.edit_message_reply_markup,
+            "deletemessage": self.delete_message,
+            "answercallbackquery": self.answer_callback_query,
+            "sendchataction": self.send_chat_action,
+            "getfile": self.get_file,
+        }
+
+    def token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(token.encode(), self._token.encode())
+
+    # -- HTTP glue --------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.token_matches(request.match_info["token"]):
+            return _bot_error(401, "Unauthorized")
+        method = self.methods.get(request.match_info["method"].lower())
+        if method is None:
+            return _bot_error(404, "Not Found: method not found")
+        try:
+            params = await read_params(request)
+            result = await method(params)
+        except BotApiError as exc:
+            return _bot_error(exc.code, exc.description)
+        return web.json_response({"ok": True, "result": result})
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        if not self.token_matches(request.match_info["token"]):
+            return _bot_error(401, "Unauthorized")
+        stored = self.state.file_by_path(request.match_info["path"])
+        if stored is None:
+            return _bot_error(404, "Not Found")
+        return web.Response(body=stored.data, content_type=stored.mime_type)
+
+    # -- lookups ----------------------------------------------------------------------
+    def _chat(self, params: Params, *, sending: bool = False) -> SandboxChat:
+        chat = self.state.find_chat(params.chat_ref())
+        if chat is None:
+            raise bad_request("chat not found")
+        if sending and chat.blocked:
+            raise BotApiError(403, "Forbidden: bot was blocked by the user")
+        return chat
+
+    def _message_id(self, params: Params) -> int:
+        message_id = params.integer("message_id")
+        if message_id is None:
+            raise bad_request("message identifier is not specified")
+        return message_id
+
+    def _message_to_edit(self, params: Params) -> StoredMessage:
+        if params.has("inline_message_id"):
+            raise bad_request("MESSAGE_ID_INVALID")  # no inline mode in the sandbox
+        chat = self._chat(params)
+        message = chat.messages.get(self._message_id(params))
+        if message is None or message.deleted:
+            raise bad_request("message to edit not found")
+        if message.sender != "bot":
+            raise bad_request("message can't be edited")
+        return message
+
+    # -- simple methods ---------------------------------------------------------------
+    async def always_true(self, params: Params) -> bool:
+        return True
+
+    async def get_me(self, params: Params) -> dict[str, Any]:
+        return {
+            **self.state.bot_user,
+            "can_join_groups": False,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    async def delete_webhook(self, params: Params) -> bool:
+        self.state.webhook = {}
+        if params.flag("drop_pending_updates"):
+            self.state.updates.clear()
+        return True
+
+    async def set_webhook(self, params: Params) -> bool:
+        url = params.string("url") or ""
+        if url and not url.startswith("https://"):
+            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        # Stored only: the sandbox never pushes updates, the bot must long-poll.
+        allowed = params.obj("allowed_updates")
+        self.state.webhook = {"url": url, "allowed_updates": allowed} if url else {}
+        if params.flag("drop_pending_updates"):
+            self.state.updates.clear()
+        return True
+
+    async def get_webhook_info(self, params: Params) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "url": self.state.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.state.updates),
+        }
+        if self.state.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.state.webhook["allowed_updates"]
+        return info
+
+    def _commands_key(self, params: Params) -> str:
+        scope = params.obj("scope") or {"type": "default"}
+        return f"{json.dumps(scope, sort_keys=True)}|{params.string('language_code') or ''}"
+
+    async def set_my_commands(self, params: Params) -> bool:
+        commands = params.obj("commands", what="commands JSON object")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise bad_request("can't parse commands JSON object")
+        for command in commands:
+            name = str(command.get("command", "")) if isinstance(command, dict) else ""
+            if not _BOT_COMMAND_NAME_RE.match(name):
+                raise bad_request("BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", "")).strip()) <= 256:
+                raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
+        self.state.commands[self._commands_key(params)] = [
+            {"command": c["command"], "description": c["description"]} for c in commands
+        ]
+        return True
+
+    async def get_my_commands(self, params: Params) -> list[dict[str, str]]:
+        return self.state.commands.get(self._commands_key(params), [])
+
+    async def delete_my_commands(self, params: Params) -> bool:
+        self.state.commands.pop(self._commands_key(params), None)
+        return True
+
+    # -- updates ----------------------------------------------------------------------
+    async def get_updates(self, params: Params) -> list[dict[str, Any]]:
+        if self.state.webhook.get("url"):
+            raise BotApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
+        offset = params.integer("offset", default=0) or 0
+        limit = min(max(params.integer("limit", default=100) or 100, 1), 100)
+        timeout = min(max(params.number("timeout", 0.0), 0.0), MAX_POLL_TIMEOUT)
+        allowed = params.obj("allowed_updates")
+        if isinstance(allowed, list):
+            # An empty list restores the default set, as documented.
+            self.state.allowed_updates = frozenset(map(str, allowed)) if allowed else None
+        return await self.state.get_updates(offset, limit, timeout)
+
+    # -- messages ---------------------------------------------------------------------
+    def _parsed_text(self, params: Params) -> tuple[str, ParsedText]:
+        text = params.string("text") or ""
+        if not text.strip():
+            raise bad_request("message text is empty")
+        parsed = parse_text(text, params.string("parse_mode"), params.obj("entities"))
+        if not parsed.text:
+            raise bad_request("message text is empty")
+        if utf16_len(parsed.text) > MAX_MESSAGE_LENGTH:
+            raise bad_request("message is too long")
+        return text, parsed
+
+    def _reply_target(self, params: Params, chat: SandboxChat) -> int | None:
+        reply = params.obj("reply_parameters")
+        if isinstance(reply, dict):
+            target = reply.get("message_id")
+            allow_missing = bool(reply.get("allow_sending_without_reply"))
+        else:
+            target = params.integer("reply_to_message_id")
+            allow_missing = params.flag("allow_sending_without_reply")
+        if target is None:
+            return None
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise bad_request("invalid reply_parameters specified")
+        message = chat.messages.get(target)
+        if message is None or message.deleted:
+            if allow_missing:
+                return None
+            raise bad_request("message to be replied not found")
+        return message.message_id
+
+    async def send_message(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params, sending=True)
+        text, parsed = self._parsed_text(params)
+        markup = read_reply_markup(params)
+        preview = params.obj("link_preview_options")
+        if preview is None and params.flag("disable_web_page_preview"):
+            preview = {"is_disabled": True}
+        message = self.state.add_message(
+            chat,
+            sender="bot",
+            kind="text",
+            text=text,
+            parse_mode=params.string("parse_mode"),
+            parsed=parsed,
+            reply_markup=markup,
+            reply_to_message_id=self._reply_target(params, chat),
+            link_preview_options=preview if isinstance(preview, dict) else None,
+            disable_notification=params.flag("disable_notification"),
+        )
+        await self.state.notify()
+        return self.state.message_to_telegram(message)
+
+    async def edit_message_text(self, params: Params) -> dict[str, Any]:
+        message = self._message_to_edit(params)
+        if message.kind != "text":
+            raise bad_request("there is no text in the message to edit")
+        text, parsed = self._parsed_text(params)
+        markup = read_reply_markup(params)
+        if markup is not None and "inline_keyboard" not in markup:
+            raise bad_request("inline keyboard expected")
+        # Like Telegram, an edit without reply_markup removes the inline keyboard.
+        same_markup = markup_key(markup) == markup_key(message.inline_markup())
+        if parsed == message.parsed and same_markup:
+            raise BotApiError(400, _NOT_MODIFIED)
+        message.text, message.parsed, message.reply_markup = text, parsed, markup
+        message.parse_mode = params.string("parse_mode")
+        preview = params.obj("link_preview_options")
+        if isinstance(preview, dict):
+            message.link_preview_options = preview
+        return await self._edited(message)
+
+    async def edit_message_reply_markup(self, params: Params) -> dict[str, Any]:
+        message = self._message_to_edit(params)
+        markup = read_reply_markup(params)
+        if markup is not None and "inline_keyboard" not in markup:
+            raise bad_request("inline keyboard expected")
+        if markup_key(markup) == markup_key(message.inline_markup()):
+            raise BotApiError(400, _NOT_MODIFIED)
+        message.reply_markup = markup
+        return await self._edited(message)
+
+    async def _edited(self, message: StoredMessage) -> dict[str, Any]:
+        message.edit_date = now()
+        message.edit_count += 1
+        await self.state.notify()
+        return self.state.message_to_telegram(message)
+
+    async def delete_message(self, params: Params) -> bool:
+        chat = self._chat(params)
+        message = chat.messages.get(self._message_id(params))
+        if message is None or message.deleted:
+            raise bad_request("message to delete not found")
+        message.deleted = True
+        await self.state.notify()
+        return True
+
+    async def answer_callback_query(self, params: Params) -> bool:
+        callback_id = params.string("callback_query_id")
+        if callback_id is None:
+            raise bad_request("query_id is empty")
+        record = self.state.live_callback(callback_id)
+        if record is None:
+            raise BotApiError(400, _QUERY_TOO_OLD)
+        text = params.string("text")
+        if text is not None and len(text) > MAX_CALLBACK_ANSWER_LENGTH:
+            raise bad_request("MESSAGE_TOO_LONG")
+        record.answered = True
+        record.text = text
+        record.show_alert = params.flag("show_alert")
+        record.url = params.string("url")
+        await self.state.notify()
+        return True
+
+    async def send_chat_action(self, params: Params) -> bool:
+        chat = self._chat(params, sending=True)
+        action = params.string("action")
+        if action is None:
+            raise bad_request("action is empty")
+        if action not in _CHAT_ACTIONS:
+            raise bad_request("wrong parameter action in request")
+        chat.actions.append({"action": action, "date": now()})
+        return True
+
+    async def get_file(self, params: Params) -> dict[str, Any]:
+        file_id = params.string("file_id")
+        if file_id is None:
+            raise bad_request("file_id is empty")
+        stored = self.state.files.get(file_id)
+        if stored is None:
+            raise bad_request("invalid file_id")
+        if stored.size > MAX_DOWNLOAD_SIZE:
+            raise bad_request("file is too big")
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.size,
+            "file_path": stored.file_path,
+        }
+
+
+def _bot_error(code: int, description: str) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error_code": code, "description": description}, status=code
+    )

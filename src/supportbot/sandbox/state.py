@@ -1,0 +1,376 @@
+"""Everything the sandbox remembers: users and their private chats, messages, files,
+callback queries, the update queue that ``getUpdates`` long-polls, and the injected faults.
+
+Everything lives in memory and runs on a single event loop, so plain attribute
+mutations are atomic with respect to other handlers; the only cross-request
+coordination needed is the long-polling wake-up, done with an ``asyncio.Condition``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import mimetypes
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from supportbot.sandbox.errors import BotApiError
+from supportbot.sandbox.formatting import ParsedText
+
+__all__ = [
+    "BOT_FIRST_NAME",
+    "BOT_USERNAME",
+    "DEFAULT_CALLBACK_QUERY_TTL",
+    "CallbackQueryRecord",
+    "SandboxChat",
+    "SandboxState",
+    "SandboxUser",
+    "StoredFile",
+    "StoredMessage",
+    "file_extension",
+    "now",
+]
+
+BOT_FIRST_NAME = "Sandbox Support Bot"
+BOT_USERNAME = "sandbox_support_bot"
+DEFAULT_CALLBACK_QUERY_TTL = 15.0  # seconds Telegram waits for answerCallbackQuery
+
+# Update types Telegram delivers when getUpdates never named allowed_updates.
+_DEFAULT_EXCLUDED_UPDATES = frozenset(
+    {"chat_member", "message_reaction", "message_reaction_count"}
+)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class SandboxUser:
+    id: int
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+    def to_telegram(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        for key in ("last_name", "username", "language_code"):
+            value = getattr(self, key)
+            if value:
+                data[key] = value
+        return data
+
+
+@dataclass
+class StoredFile:
+    file_id: str
+    file_unique_id: str
+    file_path: str
+    data: bytes
+    mime_type: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class StoredMessage:
+    message_id: int
+    chat_id: int
+    sender: str  # "user" | "bot"
+    kind: str  # text, sticker, photo, document, voice, audio, video_note, location
+    date: int
+    text: str | None = None  # as sent (raw markup for bot messages); caption for media
+    parse_mode: str | None = None
+    parsed: ParsedText = field(default_factory=lambda: ParsedText(""))
+    reply_markup: dict[str, Any] | None = None
+    media: dict[str, Any] = field(default_factory=dict)  # Telegram fields, e.g. {"voice": {...}}
+    reply_to_message_id: int | None = None
+    link_preview_options: dict[str, Any] | None = None
+    disable_notification: bool = False
+    edit_date: int | None = None
+    edit_count: int = 0
+    deleted: bool = False
+
+    def inline_markup(self) -> dict[str, Any] | None:
+        """The markup Telegram echoes back in Message objects: inline keyboards only."""
+        if self.reply_markup and "inline_keyboard" in self.reply_markup:
+            return self.reply_markup
+        return None
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "from": self.sender,
+            "kind": self.kind,
+            "text": self.text,
+            "plain_text": self.parsed.text if self.text is not None else None,
+            "entities": list(self.parsed.entities),
+            "parse_mode": self.parse_mode,
+            "reply_markup": self.reply_markup,
+            "media": self.media,
+            "reply_to_message_id": self.reply_to_message_id,
+            "date": self.date,
+            "edit_date": self.edit_date,
+            "edit_count": self.edit_count,
+            "deleted": self.deleted,
+        }
+
+
+@dataclass
+class SandboxChat:
+    user: SandboxUser
+    chat_instance: str
+    messages: dict[int, StoredMessage] = field(default_factory=dict)  # insertion-ordered
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    blocked: bool = False
+    next_message_id: int = 1
+
+    @property
+    def id(self) -> int:
+        return self.user.id  # private chats share the user's id
+
+    def to_telegram(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "type": "private",
+            "first_name": self.user.first_name,
+        }
+        if self.user.last_name:
+            data["last_name"] = self.user.last_name
+        if self.user.username:
+            data["username"] = self.user.username
+        return data
+
+
+@dataclass
+class CallbackQueryRecord:
+    id: str
+    user_id: int
+    message_id: int
+    data: str
+    created: float  # loop-independent monotonic seconds
+    answered: bool = False
+    text: str | None = None
+    show_alert: bool = False
+    url: str | None = None
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "callback_query_id": self.id,
+            "answered": self.answered,
+            "text": self.text,
+            "show_alert": self.show_alert,
+            "url": self.url,
+        }
+
+
+class SandboxState:
+    """All sandbox data: users/chats/messages, the update queue, files and callbacks."""
+
+    def __init__(self, *, callback_query_ttl: float = DEFAULT_CALLBACK_QUERY_TTL) -> None:
+        self.callback_query_ttl = callback_query_ttl
+        self.chats: dict[int, SandboxChat] = {}
+        self.files: dict[str, StoredFile] = {}
+        self.callbacks: dict[str, CallbackQueryRecord] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] = {}
+        self.commands: dict[str, list[dict[str, str]]] = {}  # "scope|lang" -> commands
+        self.bot_user: dict[str, Any] = {}
+        self.allowed_updates: frozenset[str] | None = None
+        self._next_update_id = 1
+        self._file_counter = itertools.count(1)
+        self._poll_generation = 0
+        self._closing = False
+        self._changed: asyncio.Condition | None = None
+
+    # -- bot identity ---------------------------------------------------------------
+    def set_bot(self, bot_id: int) -> None:
+        self.bot_user = {
+            "id": bot_id,
+            "is_bot": True,
+            "first_name": BOT_FIRST_NAME,
+            "username": BOT_USERNAME,
+        }
+
+    # -- users/chats ----------------------------------------------------------------
+    def upsert_user(self, user_id: int, info: dict[str, Any] | None) -> SandboxChat:
+        """Create the private chat on first contact; later calls refresh the profile."""
+        info = info or {}
+        chat = self.chats.get(user_id)
+        if chat is None:
+            user = SandboxUser(id=user_id, first_name=info.get("first_name") or f"User {user_id}")
+            chat = SandboxChat(user=user, chat_instance=str(secrets.randbits(62)))
+            self.chats[user_id] = chat
+        for key in ("first_name", "last_name", "username", "language_code"):
+            if info.get(key) is not None:
+                setattr(chat.user, key, info[key])
+        return chat
+
+    def find_chat(self, chat_ref: int | str) -> SandboxChat | None:
+        if isinstance(chat_ref, str):
+            name = chat_ref.removeprefix("@").lower()
+            return next(
+                (c for c in self.chats.values() if (c.user.username or "").lower() == name), None
+            )
+        return self.chats.get(chat_ref)
+
+    def add_message(self, chat: SandboxChat, **fields: Any) -> StoredMessage:
+        message = StoredMessage(
+            message_id=chat.next_message_id, chat_id=chat.id, date=now(), **fields
+        )
+        chat.next_message_id += 1
+        chat.messages[message.message_id] = message
+        return message
+
+    def message_to_telegram(
+        self, message: StoredMessage, *, with_reply: bool = True
+    ) -> dict[str, Any]:
+        chat = self.chats[message.chat_id]
+        data: dict[str, Any] = {
+            "message_id": message.message_id,
+            "from": self.bot_user if message.sender == "bot" else chat.user.to_telegram(),
+            "chat": chat.to_telegram(),
+            "date": message.date,
+        }
+        if message.edit_date is not None:
+            data["edit_date"] = message.edit_date
+        if message.kind == "text":
+            data["text"] = message.parsed.text
+            if message.parsed.entities:
+                data["entities"] = list(message.parsed.entities)
+        elif message.text:
+            data["caption"] = message.parsed.text
+            if message.parsed.entities:
+                data["caption_entities"] = list(message.parsed.entities)
+        data.update(message.media)
+        if message.link_preview_options:
+            data["link_preview_options"] = message.link_preview_options
+        markup = message.inline_markup()
+        if markup is not None:
+            data["reply_markup"] = markup
+        replied = chat.messages.get(message.reply_to_message_id or 0)
+        if with_reply and replied is not None and not replied.deleted:
+            data["reply_to_message"] = self.message_to_telegram(replied, with_reply=False)
+        return data
+
+    # -- files ------------------------------------------------------------------------
+    def store_file(
+        self, data: bytes, *, folder: str, mime_type: str, file_name: str | None = None
+    ) -> StoredFile:
+        number = next(self._file_counter)
+        extension = file_extension(file_name, mime_type)
+        stored = StoredFile(
+            file_id=f"SBX{secrets.token_urlsafe(24)}",
+            file_unique_id=f"U{secrets.token_urlsafe(8)}",
+            file_path=f"{folder}/file_{number}{extension}",
+            data=data,
+            mime_type=mime_type,
+        )
+        self.files[stored.file_id] = stored
+        return stored
+
+    def file_by_path(self, path: str) -> StoredFile | None:
+        return next((f for f in self.files.values() if f.file_path == path), None)
+
+    # -- updates ----------------------------------------------------------------------
+    @property
+    def changed(self) -> asyncio.Condition:
+        # Created lazily so the state can be built outside a running loop.
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def enqueue(self, update_type: str, payload: dict[str, Any]) -> int:
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        self.updates.append({"update_id": update_id, update_type: payload})
+        await self.notify()
+        return update_id
+
+    def confirm(self, offset: int) -> None:
+        """getUpdates' offset semantics: everything before ``offset`` is forgotten."""
+        if offset > 0:
+            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        elif offset < 0:
+            self.updates = self.updates[offset:]
+
+    def _deliverable(self) -> list[dict[str, Any]]:
+        # Updates of types the bot did not ask for are dropped, as Telegram never sends them.
+        allowed = self.allowed_updates
+        kept = [u for u in self.updates if _is_allowed(_update_type(u), allowed)]
+        self.updates = kept
+        return kept
+
+    async def get_updates(self, offset: int, limit: int, timeout: float) -> list[dict[str, Any]]:
+        self.confirm(offset)
+        self._poll_generation += 1
+        generation = self._poll_generation
+        await self.notify()  # wakes an older poller so it learns it was superseded
+
+        def ready() -> bool:
+            superseded = generation != self._poll_generation
+            return self._closing or superseded or bool(self._deliverable())
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(ready)
+        if generation != self._poll_generation:
+            raise BotApiError(
+                409,
+                "Conflict: terminated by other getUpdates request; "
+                "make sure that only one bot instance is running",
+            )
+        return self._deliverable()[:limit]
+
+    async def close(self) -> None:
+        """Release long polls so the HTTP server can shut down promptly."""
+        self._closing = True
+        await self.notify()
+
+    def reopen(self) -> None:
+        """Allow long polling again when a closed state is served by a new app."""
+        self._closing = False
+
+    # -- callbacks --------------------------------------------------------------------
+    def live_callback(self, callback_id: str) -> CallbackQueryRecord | None:
+        record = self.callbacks.get(callback_id)
+        if record is None or record.answered:
+            return None
+        if time.monotonic() - record.created > self.callback_query_ttl:
+            return None
+        return record
+
+
+def _update_type(update: dict[str, Any]) -> str:
+    return next(key for key in update if key != "update_id")
+
+
+def _is_allowed(update_type: str, allowed: frozenset[str] | None) -> bool:
+    if allowed is None:
+        return update_type not in _DEFAULT_EXCLUDED_UPDATES
+    return update_type in allowed
+
+
+_FOLDER_EXTENSIONS = {
+    "audio/ogg": ".oga",
+    "audio/mpeg": ".mp3",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "video/mp4": ".mp4",
+}
+
+
+def file_extension(file_name: str | None, mime_type: str) -> str:
+    if file_name and "." in file_name:
+        return "." + file_name.rsplit(".", 1)[1].lower()
+    return _FOLDER_EXTENSIONS.get(mime_type) or mimetypes.guess_extension(mime_type) or ""
