@@ -172,13 +172,13 @@ def test_a_worker_past_its_lease_cannot_put_back_a_recovered_reply():
     assert row.delivery_status == Message.Delivery.PENDING and row.delivery_attempts == 2
 
 
-def test_recovery_is_won_once_and_leaves_the_bots_own_messages_alone():
+def test_recovery_is_won_once_and_leaves_unclaimed_messages_alone():
     ticket = _ticket()
     reply = services.do_operator_reply(ticket=ticket, operator=_operator(), text="hello")
     services.claim_outbox()
     _age_claim(reply.pk, LEASE * 2)
-    # The bot's own answers are written "sending" before they go out, with no claim:
-    # they are never the outbox's to re-send.
+    # The bot's own answers take the same delivery path: recorded "pending", claimed by the
+    # worker that sends them. One that nobody claimed yet is not a crash to recover from.
     own = services.record_outgoing(ticket_id=ticket.pk, text="FAQ answer", source=Message.Source.FAQ)
     Message.objects.filter(pk=own.pk).update(created_at=timezone.now() - LEASE * 2)
 
@@ -186,7 +186,19 @@ def test_recovery_is_won_once_and_leaves_the_bots_own_messages_alone():
     assert services.requeue_abandoned() == 0  # a second worker finds nothing to recover
     assert Message.objects.get(pk=reply.pk).delivery_status == Message.Delivery.PENDING
     own.refresh_from_db()
-    assert own.delivery_status == Message.Delivery.SENDING and not own.delivery_interrupted
+    assert own.delivery_status == Message.Delivery.PENDING and not own.delivery_interrupted
+
+
+def test_an_abandoned_bot_answer_is_recovered_like_an_operator_reply():
+    ticket = _ticket()
+    own = services.record_outgoing(ticket_id=ticket.pk, text="FAQ answer", source=Message.Source.FAQ)
+    assert services.claim_message(message_id=own.pk) is not None  # a worker took it, then died
+    _age_claim(own.pk, LEASE * 2)
+
+    assert services.requeue_abandoned() == 1
+    own.refresh_from_db()
+    assert own.delivery_status == Message.Delivery.PENDING and own.delivery_interrupted
+    assert "may arrive twice" in own.delivery_error
 
 
 def test_the_thread_shows_a_reply_stuck_past_its_lease():

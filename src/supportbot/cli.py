@@ -227,8 +227,14 @@ def _transcribe_file(path: str, language: str | None):
     return transcript
 
 
+#: The customer ``supportbot ask`` speaks as (its tickets are logged like any other, marked by name).
+ASK_CUSTOMER_ID = 0
+
+
 def cmd_ask(args) -> int:
     from supportbot.assembly import build_pipeline, prepare_index
+    from supportbot.conversation import ConversationService, Heard
+    from supportbot.support import services
 
     cfg = _settings()
     if (args.question is None) == (args.voice is None):
@@ -241,13 +247,32 @@ def cmd_ask(args) -> int:
         if heard is None:
             return 1
         question = heard.text
+    language = args.language or cfg.default_language
     pipeline = build_pipeline(threshold=cfg.faq_match_threshold)
     prepare_index(pipeline)
-    answer = asyncio.run(pipeline.answer(question, language=args.language or cfg.default_language,
-                                         use_faq=not args.no_faq))
+    # The same conversation service as the bot, so the ticket rules apply; nothing is sent.
+    service = ConversationService(pipeline, deliver=False)
+    customer = services.CustomerInfo(id=args.customer, first_name="supportbot ask", language_code=language)
+    if not args.continue_ticket:  # each ask is a new conversation unless told otherwise
+        services.close_customer_ticket(user_id=args.customer, reason="a new `supportbot ask`")
+
+    async def converse():
+        if heard is None:
+            return await service.ask(customer, question, language=language, use_faq=not args.no_faq)
+        return await service.heard(
+            customer, Heard(text=heard.text, language=heard.language, probability=heard.language_probability,
+                            seconds=heard.duration, transcription_ms=heard.elapsed_ms),
+            language=language, telegram_message_id=None)
+
+    outcome = asyncio.run(converse())
+    said = [(m.source, m.text) for m in services.messages_by_id(outcome.outgoing)]
+    ticket = services.ticket_summary(ticket_id=outcome.ticket_id)
+    answer = outcome.answer
     total_ms = int((time.perf_counter() - started) * 1000)
     if args.json:
-        payload = answer.as_dict()
+        payload = answer.as_dict() if answer is not None else {"answer": None, "source": None}
+        payload.update(ticket=ticket, handed_over=outcome.handed_over,
+                       sent=[{"source": source, "text": text} for source, text in said])
         if heard is not None:
             payload.update(transcript=heard.text, language=heard.language,
                            language_probability=heard.language_probability,
@@ -257,15 +282,23 @@ def cmd_ask(args) -> int:
     if heard is not None:
         print(f"heard:   {heard.text}  [{heard.language}, {heard.duration:.1f} s audio, "
               f"{heard.elapsed_ms} ms to transcribe]")
-    print(answer.text if answer.text else "(no answer: handed over to an operator)")
+    if answer is None:
+        print("(no answer: an operator owns this ticket)")
+    else:
+        print(answer.text if answer.text else "(no answer: handed over to an operator)")
     print("-" * 40)
-    print(f"source:  {answer.source}" + (f" ({answer.reason})" if answer.reason else ""))
-    print(f"faq key: {answer.faq_key or '-'}")
-    print(f"score:   {answer.score:.4f}" if answer.score is not None else "score:   -")
-    print(f"time:    {answer.elapsed_ms} ms answering, {total_ms} ms including start-up")
-    for c in answer.candidates:
-        print(f"  candidate {c.key:<32} {c.score:.4f}")
-    _print_llm_details(answer)
+    print(f"ticket:  #{ticket['id']} {ticket['status']}" + (" (handed over now)" if outcome.handed_over else ""))
+    for source, text in said:
+        first_line = text.splitlines()[0] if text else ""
+        print(f"  sends  [{source}] {first_line[:100]}")
+    if answer is not None:
+        print(f"source:  {answer.source}" + (f" ({answer.reason})" if answer.reason else ""))
+        print(f"faq key: {answer.faq_key or '-'}")
+        print(f"score:   {answer.score:.4f}" if answer.score is not None else "score:   -")
+        print(f"time:    {answer.elapsed_ms} ms answering, {total_ms} ms including start-up")
+        for c in answer.candidates:
+            print(f"  candidate {c.key:<32} {c.score:.4f}")
+        _print_llm_details(answer)
     return 0
 
 
@@ -310,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=["uk", "ru", "en"], help="the customer's language")
     p.add_argument("--no-faq", action="store_true",
                    help="never answer from the FAQ: go to the LLM steps (FAQ entries are still their context)")
+    p.add_argument("--customer", type=int, default=ASK_CUSTOMER_ID, metavar="ID",
+                   help=f"the customer id to ask as (default {ASK_CUSTOMER_ID}, named 'supportbot ask')")
+    p.add_argument("--continue", dest="continue_ticket", action="store_true",
+                   help="go on with this customer's open ticket (default: each ask starts a new one)")
     p.set_defaults(func=cmd_ask)
     return parser
 

@@ -1,4 +1,4 @@
-"""Assembles and runs the bot process: index, pipeline, outbox, polling."""
+"""Assembles and runs the bot process: index, pipeline, conversation service, delivery, polling."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from asgiref.sync import sync_to_async
 
 from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
-from supportbot.bot.outbox import OutboxSender
+from supportbot.bot.delivery import DEFAULT_BACKOFF, Delivery
 from supportbot.assembly import build_pipeline, prepare_index  # noqa: F401 (re-exported)
+from supportbot.conversation import ConversationService
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue, build_queue
 from supportbot.support.voice import AudioRetentionJob, AudioStore
@@ -56,14 +57,10 @@ def build_bot(token: str, api_url: str) -> Bot:
     return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
-def build_dispatcher(pipeline: AnswerPipeline, *, default_language: str,
-                     speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None) -> Dispatcher:
-    if speech is None or audio_store is None:
-        from supportbot.config import get_settings
-
-        speech = speech or build_queue(get_settings())
-        audio_store = audio_store or AudioStore.from_settings(get_settings())
-    dp = Dispatcher(pipeline=pipeline, speech=speech, audio_store=audio_store,
+def build_dispatcher(conversation: ConversationService, delivery: Delivery, *, default_language: str,
+                     speech: TranscriptionQueue, audio_store: AudioStore) -> Dispatcher:
+    """Handlers receive the long-lived services by name (aiogram's workflow data)."""
+    dp = Dispatcher(conversation=conversation, delivery=delivery, speech=speech, audio_store=audio_store,
                     default_language=default_language)
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
@@ -80,7 +77,8 @@ class BotApp:
                  refresh_seconds: float = 1.0, pipeline: AnswerPipeline | None = None,
                  polling_timeout: int = 10, outbox_interval: float = 0.5,
                  speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
-                 warm_up_speech: bool = False, warm_up_llm: bool = False) -> None:
+                 warm_up_speech: bool = False, warm_up_llm: bool = False,
+                 delivery_backoff: tuple[float, ...] = DEFAULT_BACKOFF) -> None:
         from supportbot.config import get_settings
 
         self.pipeline = pipeline or build_pipeline()
@@ -90,11 +88,13 @@ class BotApp:
         self.audio_store = audio_store or AudioStore.from_settings(get_settings())
         self.warm_up_speech = warm_up_speech
         self.warm_up_llm = warm_up_llm
-        self.dp = build_dispatcher(self.pipeline, default_language=default_language,
+        self.conversation = ConversationService(self.pipeline)
+        self.delivery = Delivery(self.bot, default_language=default_language, interval=outbox_interval,
+                                 backoff=delivery_backoff)
+        self.dp = build_dispatcher(self.conversation, self.delivery, default_language=default_language,
                                    speech=self.speech, audio_store=self.audio_store)
         self.refresh_seconds = refresh_seconds
         self.polling_timeout = polling_timeout
-        self.outbox = OutboxSender(self.bot, interval=outbox_interval)
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -110,7 +110,7 @@ class BotApp:
                  me.username, self.pipeline.index.size, self.pipeline.index.entry_count)
         self._tasks = [
             asyncio.create_task(IndexRefresher(self.pipeline.index, self.refresh_seconds).run(), name="faq-refresh"),
-            asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(self.delivery.run(), name="delivery"),
             asyncio.create_task(AudioRetentionJob(self.audio_store).run(), name="audio-retention"),
             asyncio.create_task(
                 self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,

@@ -4,8 +4,9 @@ The first visible text is sent at once; after that the message is edited at most
 once per ``interval`` (Telegram allows about one message per second per chat,
 and edits count), always with the newest text, so a fast model never queues
 edits behind itself. A 429 from Telegram waits out its ``retry_after``. The
-finished answer replaces the draft with the buttons added; an answer the chain
-rejected after showing part of it is deleted.
+finished answer is recorded and sent by the delivery path, which puts it in place
+of the draft with the buttons added (:meth:`TelegramDraft.replace`); an answer the
+chain rejected after showing part of it is deleted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup
 
-from supportbot.bot.render import TELEGRAM_LIMIT, escape, split_text
+from supportbot.bot.render import TELEGRAM_LIMIT, escape
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class TelegramDraft:
         #: ``time.monotonic()`` when the first text became visible (for measurements).
         self.first_visible_at: float | None = None
         self.edits = 0
+        #: The answer replaced the draft (``replace``); nothing is left to take back.
+        self.finished = False
         self._latest = ""
         self._shown = ""
         self._last_push = float("-inf")
@@ -70,25 +73,34 @@ class TelegramDraft:
         self._latest = self._shown = ""
 
     # -- the end ----------------------------------------------------------------------------
-    async def finish(self, text: str, reply_markup: InlineKeyboardMarkup | None) -> int:
-        """Put the whole answer in place (split past 4096 characters, buttons on the last part)."""
+    async def replace(self, text: str, reply_markup: InlineKeyboardMarkup | None) -> int:
+        """Put the finished answer's first part (labelled) in place of the draft; return its id.
+
+        Called by the delivery path (``bot.delivery``) when it sends the recorded LLM answer,
+        so the answer is confirmed like every other message. A draft that cannot be edited
+        is deleted and the part sent anew; Telegram's errors (429, 5xx...) reach the delivery
+        path, which retries the message and discards the draft.
+        """
         await self._halt()
-        chunks = split_text(labelled(self.label, text))
-        last_id = 0
-        for n, chunk in enumerate(chunks):
-            markup = reply_markup if n == len(chunks) - 1 else None
-            if n == 0 and self.message_id is not None:
-                if await self._edit(chunk, markup, wait_on_429=True):
-                    last_id = self.message_id
-                    continue
-                with contextlib.suppress(TelegramAPIError):  # a stale draft must not stay behind
-                    await self.bot.delete_message(self.chat_id, self.message_id)
-            sent = await self.bot.send_message(
-                self.chat_id, escape(chunk), reply_markup=markup,
-                reply_to_message_id=self.reply_to if n == 0 else None,
-            )
-            last_id = sent.message_id
-        return last_id
+        assert self.message_id is not None
+        try:
+            await self.bot.edit_message_text(text=escape(text), chat_id=self.chat_id,
+                                             message_id=self.message_id, reply_markup=reply_markup)
+            self.edits += 1
+            self.finished = True
+            return self.message_id
+        except TelegramBadRequest as exc:
+            if "not modified" in str(exc).lower():
+                self.finished = True
+                return self.message_id
+            log.warning("editing the answer in %s failed: %s", self.chat_id, exc)
+        with contextlib.suppress(TelegramAPIError):  # a stale draft must not stay behind
+            await self.bot.delete_message(self.chat_id, self.message_id)
+        self.message_id = None
+        sent = await self.bot.send_message(self.chat_id, escape(text), reply_markup=reply_markup,
+                                           reply_to_message_id=self.reply_to)
+        self.finished = True
+        return sent.message_id
 
     async def _halt(self) -> None:
         task, self._task = self._task, None
@@ -123,7 +135,7 @@ class TelegramDraft:
                 self.message_id = sent.message_id
                 self.first_visible_at = time.monotonic()
             else:
-                await self._edit(body, None, wait_on_429=False)
+                await self._edit(body)
         except TelegramRetryAfter as exc:
             log.info("Telegram asked to slow down (%s s) while streaming to %s", exc.retry_after, self.chat_id)
             self._last_push = time.monotonic() + min(float(exc.retry_after), _MAX_RETRY_WAIT) - self.interval
@@ -134,19 +146,10 @@ class TelegramDraft:
         self._shown = text
         self._last_push = time.monotonic()
 
-    async def _edit(self, text: str, markup: InlineKeyboardMarkup | None, *, wait_on_429: bool) -> bool:
+    async def _edit(self, text: str) -> None:
         try:
-            await self.bot.edit_message_text(text=escape(text), chat_id=self.chat_id,
-                                             message_id=self.message_id, reply_markup=markup)
+            await self.bot.edit_message_text(text=escape(text), chat_id=self.chat_id, message_id=self.message_id)
             self.edits += 1
-            return True
         except TelegramBadRequest as exc:
-            if "not modified" in str(exc).lower():
-                return True
-            log.warning("editing the answer in %s failed: %s", self.chat_id, exc)
-            return False
-        except TelegramRetryAfter as exc:
-            if not wait_on_429:
-                raise
-            await asyncio.sleep(min(float(exc.retry_after), _MAX_RETRY_WAIT))
-            return await self._edit(text, markup, wait_on_429=False)
+            if "not modified" not in str(exc).lower():
+                log.warning("editing the answer in %s failed: %s", self.chat_id, exc)

@@ -167,6 +167,36 @@ def hand_over_customer(*, user_id: int, reason: str) -> bool:
     return ticket_id is not None and hand_over(ticket_id=ticket_id, actor="system", reason=reason)
 
 
+@transaction.atomic
+def hand_over_after_error(*, customer: CustomerInfo, reason: str) -> tuple[int, bool]:
+    """Handling the customer's update failed: their active ticket (opened if need be) goes to
+    a person. Returns the ticket id and whether its status changed."""
+    upsert_customer(customer)
+    ticket = _active_ticket(customer.id)
+    return ticket.pk, hand_over(ticket_id=ticket.pk, actor="system", reason=reason)
+
+
+def close_customer_ticket(*, user_id: int, reason: str) -> bool:
+    """Close the customer's active ticket, if any (their next message opens a new one)."""
+    ticket = Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).first()
+    return ticket is not None and close_ticket(ticket=ticket, reason=reason)
+
+
+def messages_by_id(ids: list[int]) -> list[Message]:
+    """The given messages, in the order of ``ids``."""
+    rows = Message.objects.in_bulk(ids)
+    return [rows[i] for i in ids if i in rows]
+
+
+def ticket_summary(*, ticket_id: int | None) -> dict:
+    ticket = Ticket.objects.filter(pk=ticket_id).values("id", "status").first()
+    return ticket or {"id": None, "status": None}
+
+
+def ticket_of(*, message_id: int) -> int | None:
+    return Message.objects.filter(pk=message_id).values_list("ticket_id", flat=True).first()
+
+
 def record_outgoing(
     *,
     ticket_id: int,
@@ -178,26 +208,41 @@ def record_outgoing(
     processing_ms: int | None = None,
     telegram_message_id: int | None = None,
     llm: dict | None = None,
+    quote_reply: bool = False,
+    deliver: bool = True,
 ) -> Message:
-    """Log a message the bot itself sent (answers, notices).
+    """Log a message the bot itself sends (answers, notices) and queue it for delivery.
 
-    ``llm``: for an LLM answer, its model, context entries, token counts and
-    timings (``pipeline.Answer.llm_fields()``).
+    The row is written "pending": the delivery path (``bot.delivery``) claims, sends and
+    confirms it like every other outgoing message. The worker that recorded it sends it
+    at once; other workers leave it alone for :data:`HANDOFF_GRACE` (they take it only if
+    that worker died). ``deliver=False``: only logged, never sent (``supportbot ask``).
+    ``llm``: for an LLM answer, its model, context entries, token counts and timings
+    (``pipeline.Answer.llm_fields()``).
     """
+    if telegram_message_id is not None:
+        status, not_before = Message.Delivery.SENT, None
+    elif deliver:
+        status, not_before = Message.Delivery.PENDING, timezone.now() + HANDOFF_GRACE
+    else:
+        status, not_before = Message.Delivery.NOT_APPLICABLE, None
     return Message.objects.create(
         ticket_id=ticket_id, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
         text=text[:MAX_TEXT], source=source, in_reply_to_id=in_reply_to_id,
         faq_entry_id=faq_entry_id, score=score, processing_ms=processing_ms,
-        telegram_message_id=telegram_message_id,
-        delivery_status=Message.Delivery.SENT if telegram_message_id else Message.Delivery.SENDING,
+        telegram_message_id=telegram_message_id, delivery_status=status,
+        delivery_not_before=not_before, quote_reply=quote_reply,
         **(llm or {}),
     )
 
 
-def mark_sent(*, message_id: int, telegram_message_id: int | None) -> None:
-    Message.objects.filter(pk=message_id).update(
-        telegram_message_id=telegram_message_id, delivery_status=Message.Delivery.SENT
-    )
+def mark_sent(*, message_id: int, telegram_message_id: int | None, claimed_at=None) -> bool:
+    """Confirm a delivery. ``claimed_at``: only while the caller still holds its claim."""
+    rows = Message.objects.filter(pk=message_id)
+    if claimed_at is not None:
+        rows = rows.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at)
+    return bool(rows.update(telegram_message_id=telegram_message_id, delivery_status=Message.Delivery.SENT,
+                            delivery_not_before=None))
 
 
 # -- feedback -------------------------------------------------------------------
@@ -353,20 +398,30 @@ def near_duplicate_of(*, entry: FaqEntry) -> FaqEntry | None:
     return FaqEntry.objects.filter(pk=result.best.entry_id, is_active=True).exclude(pk=entry.pk).first()
 
 
-# -- outbox --------------------------------------------------------------------------
+# -- delivery (the outbox) -------------------------------------------------------------
 #
-# An operator's reply goes pending -> sending (claimed by one bot worker, with a claim
-# time) -> sent | failed | pending again (a retryable error). If the worker dies between
-# its claim and its result, the row would stay "sending" for ever. A claim is therefore
-# a lease (OUTBOX_LEASE_SECONDS): a row still "sending" after it was abandoned. Whether
-# Telegram got that attempt is unknowable (the Bot API has no idempotency key), so the
-# policy is: re-send it ONCE, marked ``delivery_interrupted`` ("may have arrived twice",
-# shown in the ticket thread); a row abandoned a second time is failed for good, never
-# re-sent again (a reply that crashes the bot must not crash it for ever), and the
-# thread says it may or may not have arrived. Without a crash nothing changes: a row is
-# claimed immediately before it is sent, and every step is a conditional UPDATE on the
-# claim, so no healthy worker's row is ever taken over.
+# Every outgoing message (FAQ and LLM answers, notices, hand-over texts, operator replies) is
+# a row that goes pending -> sending (claimed by one bot worker, with a claim time) -> sent |
+# failed | pending again (a retryable error, not before a given time). The bot's delivery path
+# (``bot.delivery``) claims, sends and confirms; these functions are its database side.
+#
+# If the worker dies between its claim and its result, the row would stay "sending" for
+# ever. A claim is therefore a lease (OUTBOX_LEASE_SECONDS): a row still "sending" after it
+# was abandoned. Whether Telegram got that attempt is unknowable (the Bot API has no
+# idempotency key), so the policy is: re-send it ONCE, marked ``delivery_interrupted``
+# ("may have arrived twice", shown in the ticket thread); a row abandoned a second time is
+# failed for good, never re-sent again (a message that crashes the bot must not crash it for
+# ever), and the thread says it may or may not have arrived. Without a crash nothing
+# changes: a row is claimed immediately before it is sent, and every step is a conditional
+# UPDATE on the claim, so no healthy worker's row is ever taken over.
+#
+# Order: messages to one ticket go out in the order they were recorded. A row is claimed
+# only when no earlier row of its ticket is still pending or sending, so an answer never
+# overtakes the "I heard: ..." before it, nor a reply waiting out a 429.
 MAX_DELIVERY_ATTEMPTS = 5
+#: How long a freshly recorded message is left to the worker that recorded it.
+HANDOFF_GRACE = timedelta(seconds=10)
+_UNDELIVERED = (Message.Delivery.PENDING, Message.Delivery.SENDING)
 
 
 def outbox_lease() -> timedelta:
@@ -376,7 +431,7 @@ def outbox_lease() -> timedelta:
 
 
 def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
-    """Recover operator replies whose worker stopped mid-send (claim older than the lease).
+    """Recover messages whose worker stopped mid-send (claim older than the lease).
 
     Returns how many rows were recovered. Each recovery is a conditional UPDATE on the
     old claim time: of several workers recovering at once, one wins, and a worker that
@@ -385,13 +440,12 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - (lease if lease is not None else outbox_lease())
     stale = list(
-        Message.objects.filter(source=Message.Source.OPERATOR, delivery_status=Message.Delivery.SENDING)
-        .filter(Q(delivery_claimed_at__lt=cutoff) | Q(delivery_claimed_at__isnull=True))
+        Message.objects.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at__lt=cutoff)
         .order_by("id").values_list("id", "delivery_claimed_at", "delivery_interrupted", "delivery_attempts")
     )
     recovered = 0
     for message_id, claimed_at, interrupted, attempts in stale:
-        since = f"claimed {claimed_at:%Y-%m-%d %H:%M:%S} UTC" if claimed_at else "claimed before claim times"
+        since = f"claimed {claimed_at:%Y-%m-%d %H:%M:%S} UTC"
         give_up = interrupted or attempts + 1 >= MAX_DELIVERY_ATTEMPTS
         if give_up:
             status = Message.Delivery.FAILED
@@ -404,41 +458,86 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
         won = Message.objects.filter(
             pk=message_id, delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at,
         ).update(delivery_status=status, delivery_interrupted=True, delivery_error=error[:255],
-                 delivery_attempts=F("delivery_attempts") + 1)
+                 delivery_attempts=F("delivery_attempts") + 1, delivery_not_before=None)
         if won:
             recovered += 1
-            log.warning("operator reply %s was abandoned mid-send (%s): %s", message_id, since,
+            log.warning("message %s was abandoned mid-send (%s): %s", message_id, since,
                         "failed for good" if give_up else "re-queued once, marked as possibly duplicated")
     return recovered
 
 
+def _waits_for_earlier(message_id: int, ticket_id: int) -> bool:
+    """An earlier message of the same ticket has not gone out yet."""
+    return Message.objects.filter(ticket_id=ticket_id, id__lt=message_id,
+                                  delivery_status__in=_UNDELIVERED).exists()
+
+
+def _claim(message_id: int, now) -> Message | None:
+    won = Message.objects.filter(pk=message_id, delivery_status=Message.Delivery.PENDING).update(
+        delivery_status=Message.Delivery.SENDING, delivery_claimed_at=now)
+    if not won:
+        return None
+    return Message.objects.select_related("ticket", "ticket__user", "in_reply_to").get(pk=message_id)
+
+
+def claim_message(*, message_id: int) -> Message | None:
+    """Claim one message the caller has just recorded, to send it now.
+
+    None: another worker has it, or an earlier message of its ticket is still on its way
+    (the delivery loop sends this one after it).
+    """
+    ticket_id = Message.objects.filter(pk=message_id).values_list("ticket_id", flat=True).first()
+    if ticket_id is None or _waits_for_earlier(message_id, ticket_id):
+        return None
+    return _claim(message_id, timezone.now())
+
+
 def claim_outbox(*, limit: int = 20, recover: bool = True) -> list[Message]:
-    """Claim pending operator replies for delivery (recovering abandoned ones first, unless
+    """Claim messages that are due for delivery (recovering abandoned ones first, unless
     ``recover`` is False: a worker claiming row after row recovers once per pass).
 
-    The conditional UPDATE is the claim: of several bot workers polling the
-    same rows, exactly one moves a row from pending to sending. The claim time
-    it writes is the worker's lease on the row, and its fence (``delivery_failed``).
+    Due: pending, past its ``delivery_not_before``, and the first undelivered message of its
+    ticket. The conditional UPDATE is the claim: of several bot workers polling the same
+    rows, exactly one moves a row from pending to sending. The claim time it writes is the
+    worker's lease on the row, and its fence (``delivery_failed``, ``mark_sent``).
     """
     if recover:
         requeue_abandoned()
-    claimed = []
-    candidates = list(
+    now = timezone.now()
+    claimed: list[Message] = []
+    seen: set[int] = set()
+    candidates = (
         Message.objects.filter(delivery_status=Message.Delivery.PENDING)
-        .order_by("id").values_list("id", flat=True)[:limit]
+        .filter(Q(delivery_not_before__isnull=True) | Q(delivery_not_before__lte=now))
+        .order_by("id").values_list("id", "ticket_id")[: limit * 4]
     )
-    for message_id in candidates:
-        won = Message.objects.filter(pk=message_id, delivery_status=Message.Delivery.PENDING).update(
-            delivery_status=Message.Delivery.SENDING, delivery_claimed_at=timezone.now()
-        )
-        if won:
-            claimed.append(Message.objects.select_related("ticket", "ticket__user").get(pk=message_id))
+    for message_id, ticket_id in candidates:
+        if len(claimed) >= limit:
+            break
+        if ticket_id in seen:
+            continue
+        seen.add(ticket_id)
+        if _waits_for_earlier(message_id, ticket_id):
+            continue
+        message = _claim(message_id, now)
+        if message is not None:
+            claimed.append(message)
     return claimed
 
 
-def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None) -> bool:
+def release_now(*, message_ids: list[int]) -> None:
+    """Let any worker's delivery loop take these pending messages at once (no hand-off grace)."""
+    Message.objects.filter(pk__in=message_ids, delivery_status=Message.Delivery.PENDING).update(
+        delivery_not_before=None)
+
+
+def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None,
+                    retry_at=None, counts: bool = True) -> bool:
     """Record a failed attempt: failed for good (``final`` or too many attempts) or pending again.
 
+    ``retry_at``: not sent again before this time (Telegram's ``retry_after``, a back-off).
+    ``counts=False``: the attempt does not count towards :data:`MAX_DELIVERY_ATTEMPTS` (a 429
+    is Telegram asking to wait, not a failure of the message).
     ``claimed_at``: the worker's claim; the row changes only while it still holds that
     claim, so a worker that outlived its lease cannot put back a row another worker
     recovered (and is sending). Returns whether the row changed.
@@ -448,14 +547,24 @@ def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None
         rows = rows.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at)
     if final:
         status = Value(Message.Delivery.FAILED)
+    elif not counts:
+        status = Value(Message.Delivery.PENDING)
     else:  # CASE reads the row as it was: the attempt being recorded is attempt n + 1
         status = Case(When(delivery_attempts__gte=MAX_DELIVERY_ATTEMPTS - 1, then=Value(Message.Delivery.FAILED)),
                       default=Value(Message.Delivery.PENDING))
-    changed = rows.update(delivery_attempts=F("delivery_attempts") + 1, delivery_error=error[:255],
-                          delivery_status=status)
+    changes = {"delivery_error": error[:255], "delivery_status": status, "delivery_not_before": retry_at}
+    if counts or final:
+        changes["delivery_attempts"] = F("delivery_attempts") + 1
+    changed = rows.update(**changes)
     if not changed:
         log.warning("delivery result of message %s dropped: its claim was taken over (%s)", message_id, error)
     return bool(changed)
+
+
+def parts_delivered(*, message_id: int, parts: int, claimed_at) -> None:
+    """Part ``parts`` of a long message went out: a retry goes on with the next part."""
+    Message.objects.filter(pk=message_id, delivery_status=Message.Delivery.SENDING,
+                           delivery_claimed_at=claimed_at).update(delivery_parts_sent=parts)
 
 
 def mark_customer_blocked(*, user_id: int) -> None:

@@ -1,44 +1,51 @@
 """The last line: any failure while handling a customer's update.
 
-The customer gets an apology in their language instead of silence, the ticket
-goes to a person (the message itself was logged before anything could fail),
-and the traceback goes to the log. Never raises.
+The customer gets an apology in their language instead of silence (through the
+delivery path, like every message), the ticket goes to a person (the message
+itself was logged before anything could fail), and the failure goes to the log:
+a domain rule the update broke (``support.errors.DomainError``) as one line, anything
+else with its traceback. Never raises.
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram import Router
 from aiogram.types import ErrorEvent
-from asgiref.sync import sync_to_async
 
-from supportbot.bot.render import escape
-from supportbot.i18n import gettext_for, pick_language
-from supportbot.support import services
+from supportbot.bot.delivery import Delivery
+from supportbot.conversation import ConversationService
+from supportbot.i18n import pick_language
+from supportbot.support.services import CustomerInfo
 
 log = logging.getLogger(__name__)
 
+try:  # typed domain errors (support.errors); older trees raise ValueError
+    from supportbot.support.errors import DomainError
+except ImportError:  # pragma: no cover
+    DomainError = ValueError  # type: ignore[misc,assignment]
 
-async def on_error(event: ErrorEvent, bot: Bot, default_language: str = "en") -> bool:
+
+async def on_error(event: ErrorEvent, conversation: ConversationService, delivery: Delivery,
+                   default_language: str = "en") -> bool:
     update = event.update
     source = update.message or update.callback_query
     user = getattr(source, "from_user", None)
-    log.error("update %s failed", update.update_id, exc_info=event.exception)
+    if isinstance(event.exception, DomainError):
+        log.warning("update %s broke a rule: %s", update.update_id, event.exception)
+    else:
+        log.error("update %s failed", update.update_id, exc_info=event.exception)
     if user is None or user.is_bot:
         return True
-    _ = gettext_for(pick_language(user.language_code, default_language))
+    customer = CustomerInfo(id=user.id, username=user.username or "", first_name=user.first_name or "",
+                            last_name=user.last_name or "", language_code=user.language_code or "")
     try:
-        await sync_to_async(services.hand_over_customer)(
-            user_id=user.id, reason=f"bot error: {type(event.exception).__name__}")
+        outcome = await conversation.failed(customer, language=pick_language(user.language_code, default_language),
+                                            reason=f"bot error: {type(event.exception).__name__}")
+        await delivery.deliver(outcome.outgoing)
     except Exception:
-        log.exception("could not hand over the ticket of customer %s", user.id)
-    try:
-        await bot.send_message(user.id, escape(_(
-            "Sorry, something went wrong on our side. Your message is saved and an operator will see it.")))
-    except TelegramAPIError:
-        log.warning("could not tell customer %s about the error", user.id)
+        log.exception("could not hand over the ticket of customer %s after an error", user.id)
     return True
 
 

@@ -1,21 +1,22 @@
+"""Helpful / Not helpful under automatic answers (checked against the database, never trusted)."""
+
 from aiogram import Bot, Router
 from aiogram.types import CallbackQuery
-from asgiref.sync import sync_to_async
 
 from supportbot.bot.callbacks import FeedbackCallback
-from supportbot.bot.replies import send_logged
-from supportbot.support import services
-from supportbot.support.models import Message
+from supportbot.bot.delivery import Delivery
+from supportbot.conversation import ConversationService
+from supportbot.support.services import FeedbackOutcome
 
 
-async def on_feedback(query: CallbackQuery, callback_data: FeedbackCallback, bot: Bot, customer, _) -> None:
-    outcome = await sync_to_async(services.record_feedback)(
-        message_id=callback_data.message_id, customer_id=customer.id, helpful=callback_data.helpful
-    )
-    if outcome is services.FeedbackOutcome.NOT_YOURS or outcome is services.FeedbackOutcome.UNKNOWN:
+async def on_feedback(query: CallbackQuery, callback_data: FeedbackCallback, bot: Bot,
+                      conversation: ConversationService, delivery: Delivery, customer, language, _) -> None:
+    result, outcome = await conversation.feedback(customer, message_id=callback_data.message_id,
+                                                  helpful=callback_data.helpful, language=language)
+    if result is FeedbackOutcome.NOT_YOURS or result is FeedbackOutcome.UNKNOWN:
         await query.answer(_("This button is not for you."), show_alert=True)
         return
-    if outcome is services.FeedbackOutcome.STALE:
+    if result is FeedbackOutcome.STALE:
         await query.answer(_("This button is no longer active."), show_alert=True)
         return
     await query.answer(_("Thank you for your feedback!"))
@@ -23,12 +24,8 @@ async def on_feedback(query: CallbackQuery, callback_data: FeedbackCallback, bot
         # Remove the buttons so the vote cannot be repeated.
         await bot.edit_message_reply_markup(chat_id=query.message.chat.id,
                                             message_id=query.message.message_id, reply_markup=None)
-    if not callback_data.helpful:
-        ticket_id = await sync_to_async(
-            lambda: Message.objects.values_list("ticket_id", flat=True).get(pk=callback_data.message_id)
-        )()
-        await send_logged(bot, customer.id, ticket_id=ticket_id, source=Message.Source.SYSTEM,
-                          text=_("Sorry it did not help. I have passed your question to an operator."))
+    if outcome is not None:
+        await delivery.deliver(outcome.outgoing)
 
 
 async def on_unknown_callback(query: CallbackQuery, _) -> None:

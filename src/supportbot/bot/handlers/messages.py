@@ -1,18 +1,38 @@
+"""Text questions and everything that is neither text nor voice."""
+
 from aiogram import Bot, F, Router
 from aiogram.types import Message as TgMessage
-from asgiref.sync import sync_to_async
 
-from supportbot.bot.replies import answer_question, send_logged
-from supportbot.pipeline import AnswerPipeline
-from supportbot.support import services
+from supportbot.bot.delivery import Delivery
+from supportbot.bot.streaming import TelegramDraft
+from supportbot.conversation import ConversationService
 from supportbot.support.models import Message
 
 
-async def on_text(message: TgMessage, bot: Bot, pipeline: AnswerPipeline, customer, language, _) -> None:
-    await answer_question(
-        bot, pipeline=pipeline, customer=customer, language=language, text=message.text,
-        kind=Message.Kind.TEXT, telegram_message_id=message.message_id, _=_,
-    )
+def draft_for(bot: Bot, conversation: ConversationService, chat_id: int, _) -> TelegramDraft | None:
+    """Where an LLM answer streams while it is written (one message, marked as automatic)."""
+    llm = conversation.pipeline.llm
+    if llm is None:
+        return None
+    return TelegramDraft(bot, chat_id, label="🤖 " + _("AI answer"), interval=llm.stream_edit_seconds)
+
+
+async def answer_and_deliver(bot: Bot, conversation: ConversationService, delivery: Delivery, chat_id: int,
+                             ask, _) -> None:
+    """Run ``ask(stream)`` (a conversation call) with a draft for LLM answers, then deliver."""
+    draft = draft_for(bot, conversation, chat_id, _)
+    outcome = await ask(draft)
+    if draft is not None and (outcome.answer is None or outcome.answer.source not in Message.LLM_SOURCES):
+        await draft.discard()  # nothing half-shown stays behind a hand-over
+    await delivery.deliver(outcome.outgoing, draft=draft)
+
+
+async def on_text(message: TgMessage, bot: Bot, conversation: ConversationService, delivery: Delivery,
+                  customer, language, _) -> None:
+    await answer_and_deliver(
+        bot, conversation, delivery, message.chat.id,
+        lambda stream: conversation.ask(customer, message.text, language=language,
+                                        telegram_message_id=message.message_id, stream=stream), _)
 
 
 def _kind_of(message: TgMessage) -> tuple[str, str]:
@@ -27,17 +47,13 @@ def _kind_of(message: TgMessage) -> tuple[str, str]:
     return Message.Kind.OTHER, message.caption or ""
 
 
-async def on_other(message: TgMessage, bot: Bot, customer, _) -> None:
+async def on_other(message: TgMessage, conversation: ConversationService, delivery: Delivery,
+                   customer, language) -> None:
     """Stickers, photos, documents, locations...: logged, answered politely."""
     kind, text = _kind_of(message)
-    incoming = await sync_to_async(services.record_incoming)(
-        customer=customer, kind=kind, text=text, telegram_message_id=message.message_id
-    )
-    await send_logged(
-        bot, message.chat.id, ticket_id=incoming.ticket_id, source=Message.Source.SYSTEM,
-        in_reply_to_id=incoming.message_id,
-        text=_("Thanks! I can only read text and voice messages. Please describe your question in words."),
-    )
+    outcome = await conversation.unsupported(customer, kind=kind, text=text, language=language,
+                                             telegram_message_id=message.message_id)
+    await delivery.deliver(outcome.outgoing)
 
 
 def build_router() -> Router:

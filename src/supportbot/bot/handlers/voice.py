@@ -1,5 +1,5 @@
 """Voice messages, audio files and round video notes: transcribed locally, then
-answered exactly like text (``answer_question``), with the transcript echoed first.
+answered exactly like text (``ConversationService.heard``), with the transcript echoed first.
 
 Every way it can go wrong ends in a clear reply and a log line, never silence:
 too big to download, too long, busy, not audio, damaged, nothing heard.
@@ -18,21 +18,17 @@ from aiogram.types import Message as TgMessage
 from aiogram.utils.chat_action import ChatActionSender
 from asgiref.sync import sync_to_async
 
-from supportbot.bot.replies import answer_question, send_text
-from supportbot.pipeline import AnswerPipeline
+from supportbot.bot.delivery import Delivery
+from supportbot.bot.handlers.messages import answer_and_deliver
+from supportbot.conversation import ConversationService, Heard
 from supportbot.speech.audio import AudioError, CorruptAudio, NotAudio, TooLong
 from supportbot.speech.queue import QueueFull, TranscriptionQueue
-from supportbot.support import services
-from supportbot.support.models import Message
-from supportbot.support.voice import AudioStore, attach_transcript
+from supportbot.support.voice import AudioStore
 
 log = logging.getLogger(__name__)
 
 #: Telegram's getFile refuses bigger files for bots on the cloud Bot API.
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
-
-_db = sync_to_async
-
 
 @dataclass(frozen=True)
 class AudioRef:
@@ -58,28 +54,16 @@ def audio_of(message: TgMessage) -> AudioRef | None:
     return None
 
 
-async def _notice(bot: Bot, message: TgMessage, *, ticket_id: int, in_reply_to_id: int, text: str) -> None:
-    """A system message, logged, sent as a reply to the customer's voice message."""
-    row = await _db(services.record_outgoing)(
-        ticket_id=ticket_id, text=text, source=Message.Source.SYSTEM, in_reply_to_id=in_reply_to_id
-    )
-    tg_id = await send_text(bot, message.chat.id, text, reply_to=message.message_id)
-    await _db(services.mark_sent)(message_id=row.pk, telegram_message_id=tg_id)
-
-
-async def on_voice(message: TgMessage, bot: Bot, pipeline: AnswerPipeline, speech: TranscriptionQueue,
-                   audio_store: AudioStore, customer, language, _) -> None:
+async def on_voice(message: TgMessage, bot: Bot, conversation: ConversationService, delivery: Delivery,
+                   speech: TranscriptionQueue, audio_store: AudioStore, customer, language, _) -> None:
     ref = audio_of(message)
     assert ref is not None  # the router's filter
 
-    async def refuse(reason: str, text: str, **details) -> None:
-        incoming = await _db(services.record_incoming)(
-            customer=customer, kind=Message.Kind.VOICE, text="", telegram_message_id=message.message_id
-        )
-        if details:
-            await _db(attach_transcript)(message_id=incoming.message_id, **details)
+    async def refuse(reason: str, text: str, *, hand_over: bool = False, **details) -> None:
         log.info("voice message %s from %s not transcribed: %s", message.message_id, customer.id, reason)
-        await _notice(bot, message, ticket_id=incoming.ticket_id, in_reply_to_id=incoming.message_id, text=text)
+        outcome = await conversation.not_heard(customer, notice=text, telegram_message_id=message.message_id,
+                                               hand_over=hand_over, **details)
+        await delivery.deliver(outcome.outgoing)
 
     limit = int(speech.max_seconds)
     if ref.file_size and ref.file_size > MAX_DOWNLOAD_BYTES:
@@ -143,39 +127,22 @@ async def on_voice(message: TgMessage, bot: Bot, pipeline: AnswerPipeline, speec
     except Exception:
         # The model failed to load, the download broke...: a person takes over.
         log.exception("voice message %s from %s failed", message.message_id, customer.id)
-        incoming = await _db(services.record_incoming)(
-            customer=customer, kind=Message.Kind.VOICE, text="", telegram_message_id=message.message_id
-        )
-        await _db(attach_transcript)(message_id=incoming.message_id,
-                                     audio_file=await _keep(audio_store, data, suffix))
-        await _notice(bot, message, ticket_id=incoming.ticket_id, in_reply_to_id=incoming.message_id, text=_(
-            "Sorry, something went wrong on our side. Your message is saved and an operator will see it."))
-        await _db(services.hand_over)(ticket_id=incoming.ticket_id, actor="bot",
-                                      reason="voice message could not be processed")
+        await refuse("error", _(
+            "Sorry, something went wrong on our side. Your message is saved and an operator will see it."),
+            hand_over=True, audio_file=await _keep(audio_store, data, suffix))
         return
 
-    heard = "" if transcript.empty else transcript.text
-    incoming = await _db(services.record_incoming)(
-        customer=customer, kind=Message.Kind.VOICE, text=heard, telegram_message_id=message.message_id
-    )
-    await _db(attach_transcript)(
-        message_id=incoming.message_id, language=transcript.language,
-        probability=transcript.language_probability, audio_seconds=transcript.duration,
-        transcription_ms=transcript.elapsed_ms, audio_file=await _keep(audio_store, data, suffix),
-    )
     log.info("voice message %s from %s: %.1f s, %s (p=%.2f), %d ms", message.message_id, customer.id,
              transcript.duration, transcript.language or "-", transcript.language_probability,
              transcript.elapsed_ms)
-    if not heard:
-        await _notice(bot, message, ticket_id=incoming.ticket_id, in_reply_to_id=incoming.message_id, text=_(
-            "I could not hear anything in your voice message. Please try again or write your question."))
-        return
-    await _notice(bot, message, ticket_id=incoming.ticket_id, in_reply_to_id=incoming.message_id,
-                  text=_("I heard: {transcript}").format(transcript=heard))
-    await answer_question(
-        bot, pipeline=pipeline, customer=customer, language=language, text=heard,
-        kind=Message.Kind.VOICE, telegram_message_id=message.message_id, _=_, incoming=incoming,
-    )
+    heard = Heard(
+        text="" if transcript.empty else transcript.text, language=transcript.language,
+        probability=transcript.language_probability, seconds=transcript.duration,
+        transcription_ms=transcript.elapsed_ms, audio_file=await _keep(audio_store, data, suffix))
+    await answer_and_deliver(
+        bot, conversation, delivery, message.chat.id,
+        lambda stream: conversation.heard(customer, heard, language=language,
+                                          telegram_message_id=message.message_id, stream=stream), _)
 
 
 class _TooBig(Exception):
@@ -185,7 +152,7 @@ class _TooBig(Exception):
 async def _keep(store: AudioStore, data: bytes, suffix: str) -> str:
     if not data or not store.keep:
         return ""
-    return await _db(store.save, thread_sensitive=False)(data, suffix=suffix)
+    return await sync_to_async(store.save, thread_sensitive=False)(data, suffix=suffix)
 
 
 def _has_audio(message: TgMessage) -> bool:

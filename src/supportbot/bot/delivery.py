@@ -1,0 +1,197 @@
+"""The one path every outgoing message takes: record, claim, send, confirm.
+
+FAQ and LLM answers, notices, hand-over texts and operators' replies are all rows in
+the message log before they go out (the conversation service and the admin record
+them "pending"). This module sends them:
+
+- **claim**: a conditional UPDATE moves the row from pending to sending with a claim
+  time (``support.services``), so of several bot workers exactly one sends it, and a
+  worker that dies mid-send is recovered after the lease;
+- **send**: the text is rendered the way the customer must see it (escaped HTML, split
+  under 4,096 characters, the "AI answer" mark on LLM answers, Helpful / Not helpful
+  under automatic answers, the quote of a voice message), part after part;
+- **confirm**: sent, with its Telegram message id; or, by what Telegram answered:
+
+  ========================  ==========================================================
+  429 Too Many Requests      back to pending, not before ``retry_after`` (not counted
+                             as a failed attempt); the ticket's later messages wait too
+  403 Forbidden              the customer blocked the bot: marked blocked, failed for good
+  400 Bad Request            failed for good (the message cannot be sent as it is)
+  5xx, network, timeouts     back to pending after a back-off (``DELIVERY_RETRY_SECONDS``),
+                             failed for good (visibly, in the ticket) after
+                             ``MAX_DELIVERY_ATTEMPTS``
+  ========================  ==========================================================
+
+Nothing stays "sending": a result is always recorded, and a crash is recovered by the
+lease. The handler that recorded messages sends them at once (:meth:`Delivery.deliver`);
+everything else (retries, operators' replies, messages of a worker that died) goes out
+through the loop (:meth:`Delivery.run`). Telegram's send limits belong here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
+from aiogram.types import InlineKeyboardMarkup
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from supportbot.bot.render import escape, feedback_keyboard, split_text
+from supportbot.bot.streaming import TelegramDraft, labelled
+from supportbot.i18n import gettext_for, pick_language
+from supportbot.support import services
+from supportbot.support.models import Message
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait before retry 1, 2, ... after a 5xx or network error.
+DEFAULT_BACKOFF: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+
+
+
+def _off_loop(fn):
+    """Run a sync ORM function in a worker thread, never on asgiref's one shared thread."""
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+class Delivery:
+    def __init__(self, bot: Bot, *, default_language: str = "en", interval: float = 0.5, batch: int = 20,
+                 backoff: Sequence[float] = DEFAULT_BACKOFF) -> None:
+        self.bot = bot
+        self.default_language = default_language
+        self.interval = interval
+        self.batch = batch
+        self.backoff = tuple(backoff) or DEFAULT_BACKOFF
+        self._wake = asyncio.Event()
+
+    # -- the two ways in --------------------------------------------------------------------
+    async def deliver(self, message_ids: Sequence[int], *, draft: TelegramDraft | None = None) -> bool:
+        """Send messages this worker has just recorded, now and in order.
+
+        ``draft``: an LLM answer already streaming into a Telegram message; the LLM answer
+        among ``message_ids`` replaces it. Returns whether all of them went out; whatever
+        did not is left to the delivery loop (retries, ordering), never dropped.
+        """
+        ids = list(message_ids)
+        for n, message_id in enumerate(ids):
+            message = await _off_loop(services.claim_message)(message_id=message_id)
+            sent = message is not None and await self._send(
+                message, draft=draft if message.source in Message.LLM_SOURCES else None)
+            if not sent:
+                rest = ids[n if message is None else n + 1:]
+                if rest:  # the loop takes them, in order, as soon as they are due
+                    await _off_loop(services.release_now)(message_ids=rest)
+                    self._wake.set()
+                if draft is not None and draft.message_id is not None and not draft.finished:
+                    await draft.discard()  # no half-written answer stays behind
+                return False
+        return True
+
+    async def deliver_pending(self) -> int:
+        """One pass of the loop: claim and send what is due. Returns how many were sent."""
+        delivered = 0
+        for n in range(self.batch):
+            claimed = await _off_loop(services.claim_outbox)(limit=1, recover=n == 0)
+            if not claimed:
+                break
+            if await self._send(claimed[0]):
+                delivered += 1
+        return delivered
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.deliver_pending()
+            except Exception:
+                log.exception("delivery round failed; retrying")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    # -- one claimed message --------------------------------------------------------------------
+    async def _send(self, message: Message, *, draft: TelegramDraft | None = None) -> bool:
+        """Send a claimed message and record what happened; True when it went out."""
+        claim = message.delivery_claimed_at
+        chat_id = message.ticket.user_id
+        try:
+            tg_id = await self._send_parts(message, chat_id, draft)
+        except TelegramRetryAfter as exc:
+            wait = float(exc.retry_after)
+            log.info("Telegram asked to wait %s s before message %s to %s", wait, message.pk, chat_id)
+            await self._failed(message, claim, f"rate limited: retry after {exc.retry_after} s",
+                               retry_in=wait, counts=False)
+            return False
+        except TelegramForbiddenError as exc:
+            # The customer blocked the bot: final, never retried.
+            await _off_loop(services.mark_customer_blocked)(user_id=chat_id)
+            await self._failed(message, claim, exc.message, final=True)
+            return False
+        except TelegramBadRequest as exc:
+            await self._failed(message, claim, exc.message, final=True)
+            return False
+        except (TelegramAPIError, OSError, asyncio.TimeoutError) as exc:
+            # 5xx, network errors, timeouts: retried after a back-off, then failed visibly.
+            retry_in = self.backoff[min(message.delivery_attempts, len(self.backoff) - 1)]
+            log.warning("sending message %s to %s failed (attempt %d): %s", message.pk, chat_id,
+                        message.delivery_attempts + 1, exc)
+            await self._failed(message, claim, f"{type(exc).__name__}: {exc}", retry_in=retry_in)
+            return False
+        except Exception as exc:
+            log.exception("sending message %s to %s failed", message.pk, chat_id)
+            retry_in = self.backoff[min(message.delivery_attempts, len(self.backoff) - 1)]
+            await self._failed(message, claim, f"{type(exc).__name__}: {exc}", retry_in=retry_in)
+            return False
+        await _off_loop(services.mark_sent)(message_id=message.pk, telegram_message_id=tg_id, claimed_at=claim)
+        return True
+
+    async def _failed(self, message: Message, claim, error: str, *, final: bool = False,
+                      retry_in: float | None = None, counts: bool = True) -> None:
+        retry_at = None if retry_in is None else timezone.now() + timedelta(seconds=retry_in)
+        await _off_loop(services.delivery_failed)(
+            message_id=message.pk, error=error, final=final, claimed_at=claim, retry_at=retry_at, counts=counts)
+        if final or not counts or message.delivery_attempts + 1 < services.MAX_DELIVERY_ATTEMPTS:
+            return
+        log.error("message %s to %s failed for good after %d attempts: %s", message.pk,
+                  message.ticket.user_id, services.MAX_DELIVERY_ATTEMPTS, error)
+
+    async def _send_parts(self, message: Message, chat_id: int, draft: TelegramDraft | None) -> int:
+        _ = gettext_for(pick_language(message.ticket.user.language_code, self.default_language))
+        text = message.text
+        if message.source in Message.LLM_SOURCES:
+            text = labelled("🤖 " + _("AI answer"), text)
+        keyboard = feedback_keyboard(message.pk, _) if message.source in Message.AUTOMATIC_SOURCES else None
+        reply_to = None
+        if message.quote_reply and message.in_reply_to is not None:
+            reply_to = message.in_reply_to.telegram_message_id
+        parts = split_text(text)
+        start = min(message.delivery_parts_sent, len(parts) - 1)
+        last_id = message.telegram_message_id or 0
+        for n in range(start, len(parts)):
+            last = n == len(parts) - 1
+            markup = keyboard if last else None
+            if n == 0 and draft is not None and draft.message_id is not None:
+                last_id = await draft.replace(parts[0], markup)
+            else:
+                last_id = await self._send_one(chat_id, parts[n], markup, reply_to if n == 0 else None)
+            if not last:
+                await _off_loop(services.parts_delivered)(
+                    message_id=message.pk, parts=n + 1, claimed_at=message.delivery_claimed_at)
+        return last_id
+
+    async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None,
+                        reply_to: int | None) -> int:
+        sent = await self.bot.send_message(chat_id, escape(text), reply_markup=markup,
+                                           reply_to_message_id=reply_to, allow_sending_without_reply=True)
+        return sent.message_id

@@ -1,0 +1,235 @@
+"""A customer's event -> ticket rules + answer pipeline -> the messages that go out.
+
+The one place that decides what happens when a customer writes, speaks, runs a
+command or presses a feedback button: which ticket it lands on, whether the bot
+answers (a person may own the ticket), what the answer pipeline says, when the
+ticket goes to a person, and which messages are sent back. Those messages are
+*recorded* here (pending, in the message log); the caller delivers them (the bot
+through ``bot.delivery``; ``supportbot ask`` only prints them).
+
+Plain async Python: no aiogram, no Django request. The bot's handlers parse an
+update, call one method and deliver what it returns; the CLI, benchmarks and tests
+call the same methods, so they all run the same ticket rules. Sync ORM work runs in
+worker threads (never on the event loop, never on asgiref's single shared thread).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from asgiref.sync import sync_to_async
+
+from supportbot.i18n import gettext_for
+from supportbot.pipeline import Answer, AnswerPipeline, Conversation
+from supportbot.support import services
+from supportbot.support.models import Message
+from supportbot.support.services import CustomerInfo, FeedbackOutcome
+from supportbot.support.voice import attach_transcript
+
+
+def _db(fn):
+    """A sync ORM function as a coroutine run in a worker thread.
+
+    ``thread_sensitive=False``: asgiref would otherwise run every call on ONE shared
+    thread, where one slow call (a long query, a model loading) holds up every
+    customer's database work.
+    """
+    return sync_to_async(fn, thread_sensitive=False)
+
+
+class Command(str, Enum):
+    START = "start"
+    HELP = "help"
+    OPERATOR = "operator"
+    UNKNOWN = "unknown"  # any other /command: never a question, answered with the help text
+
+
+@dataclass
+class Outcome:
+    """What the service decided: the ticket, the logged incoming message and what goes out."""
+
+    ticket_id: int | None
+    incoming_id: int | None = None
+    #: Recorded outgoing messages (pending), in the order they must reach the customer.
+    outgoing: list[int] = field(default_factory=list)
+    #: The answer pipeline's result, where a question was asked.
+    answer: Answer | None = None
+    #: This event handed the ticket to a person.
+    handed_over: bool = False
+    #: A person owns the ticket, so the bot did not answer.
+    with_operator: bool = False
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A voice message as the transcriber heard it."""
+
+    text: str
+    language: str = ""
+    probability: float | None = None
+    seconds: float | None = None
+    transcription_ms: int | None = None
+    audio_file: str = ""
+
+
+class ConversationService:
+    def __init__(self, pipeline: AnswerPipeline, *, deliver: bool = True) -> None:
+        self.pipeline = pipeline
+        #: False: outgoing messages are logged but never queued for Telegram (``supportbot ask``).
+        self.deliver = deliver
+
+    # -- recording ------------------------------------------------------------------------------
+    async def _say(self, outcome: Outcome, text: str, *, source: str = Message.Source.SYSTEM,
+                   quote: bool = False, **fields) -> int:
+        assert outcome.ticket_id is not None
+        row = await _db(services.record_outgoing)(
+            ticket_id=outcome.ticket_id, text=text, source=source, in_reply_to_id=outcome.incoming_id,
+            quote_reply=quote, deliver=self.deliver, **fields)
+        outcome.outgoing.append(row.pk)
+        return row.pk
+
+    async def _log(self, customer: CustomerInfo, *, kind: str, text: str,
+                   telegram_message_id: int | None) -> tuple[Outcome, services.Incoming]:
+        incoming = await _db(services.record_incoming)(
+            customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+        return Outcome(incoming.ticket_id, incoming.message_id, with_operator=incoming.with_operator), incoming
+
+    async def _waiting(self, outcome: Outcome, incoming: services.Incoming, _) -> Outcome:
+        """A person owns the ticket: the bot stays quiet and says so once per hand-over."""
+        if incoming.notify_waiting:
+            await self._say(outcome, _("An operator is handling your request. A person will reply here soon."))
+        return outcome
+
+    async def _hand_over(self, outcome: Outcome, *, actor: str, reason: str, text: str) -> Outcome:
+        assert outcome.ticket_id is not None
+        outcome.handed_over = await _db(services.hand_over)(ticket_id=outcome.ticket_id, actor=actor, reason=reason)
+        if outcome.handed_over:
+            await self._say(outcome, text)
+        return outcome
+
+    # -- questions ----------------------------------------------------------------------------------
+    async def ask(
+        self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
+        kind: str = Message.Kind.TEXT, stream=None, use_faq: bool = True,
+        _logged: tuple[Outcome, services.Incoming] | None = None,
+    ) -> Outcome:
+        """A question in words (typed, or a voice transcript): answer it, or hand it over.
+
+        ``stream``: where an LLM answer is shown while it is written (the bot's draft).
+        """
+        _ = gettext_for(language)
+        started = time.perf_counter()
+        outcome, incoming = _logged or await self._log(
+            customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+        if incoming.with_operator:
+            return await self._waiting(outcome, incoming, _)
+        conversation = Conversation(customer_id=customer.id, ticket_id=incoming.ticket_id,
+                                    message_id=incoming.message_id)
+        answer = await self.pipeline.answer(text, language=language, conversation=conversation,
+                                            stream=stream, use_faq=use_faq)
+        outcome.answer = answer
+        if answer.answered and answer.text:
+            by_llm = answer.source in Message.LLM_SOURCES
+            await self._say(
+                outcome, answer.text, source=answer.source, faq_entry_id=answer.faq_entry_id,
+                score=answer.score, processing_ms=int((time.perf_counter() - started) * 1000),
+                llm=answer.llm_fields() if by_llm else None)
+            return outcome
+        notice = _("I have passed your question to an operator. A person will reply here soon.")
+        if answer.limited:
+            notice = _("You have asked many questions in the last hour, so I have passed this one to an "
+                       "operator. A person will reply here soon.")
+        return await self._hand_over(outcome, actor="bot", reason=answer.reason or "no answer", text=notice)
+
+    # -- commands and other kinds ----------------------------------------------------------------------
+    async def command(self, customer: CustomerInfo, command: Command, *, text: str, language: str,
+                      telegram_message_id: int | None = None) -> Outcome:
+        _ = gettext_for(language)
+        outcome, incoming = await self._log(customer, kind=Message.Kind.TEXT, text=text,
+                                            telegram_message_id=telegram_message_id)
+        if command is Command.START:
+            name = customer.first_name or _("there")
+            await self._say(outcome, _(
+                "Hello, {name}! I am the support assistant. Ask your question in your own words "
+                "and I will answer from our knowledge base, or pass it to a person.").format(name=name))
+        elif command is Command.OPERATOR:
+            if incoming.with_operator:
+                return await self._waiting(outcome, incoming, _)
+            await self._hand_over(
+                outcome, actor="customer", reason="customer asked for a person (/operator)",
+                text=_("I have passed your question to an operator. A person will reply here soon."))
+        else:
+            await self._say(outcome, _(
+                "Write your question as a normal message, or send a voice message.\n"
+                "/operator: talk to a person\n/help: this help"))
+        return outcome
+
+    async def unsupported(self, customer: CustomerInfo, *, kind: str, text: str, language: str,
+                          telegram_message_id: int | None = None) -> Outcome:
+        """Stickers, photos, documents, locations...: logged, answered politely."""
+        _ = gettext_for(language)
+        outcome, _incoming = await self._log(customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+        await self._say(outcome, _("Thanks! I can only read text and voice messages. "
+                                   "Please describe your question in words."))
+        return outcome
+
+    # -- feedback ---------------------------------------------------------------------------------------
+    async def feedback(self, customer: CustomerInfo, *, message_id: int, helpful: bool,
+                       language: str) -> tuple[FeedbackOutcome, Outcome | None]:
+        """Helpful / Not helpful under an automatic answer; "Not helpful" hands the ticket over."""
+        _ = gettext_for(language)
+        result = await _db(services.record_feedback)(message_id=message_id, customer_id=customer.id, helpful=helpful)
+        if result is not FeedbackOutcome.STORED or helpful:
+            return result, None
+        ticket_id = await _db(services.ticket_of)(message_id=message_id)
+        outcome = Outcome(ticket_id, handed_over=True)
+        await self._say(outcome, _("Sorry it did not help. I have passed your question to an operator."))
+        return result, outcome
+
+    # -- voice ------------------------------------------------------------------------------------------
+    async def heard(self, customer: CustomerInfo, heard: Heard, *, language: str, telegram_message_id: int | None,
+                    stream=None) -> Outcome:
+        """A transcribed voice message: echo what was heard, then answer it like text."""
+        _ = gettext_for(language)
+        logged = await self._log(customer, kind=Message.Kind.VOICE, text=heard.text,
+                                 telegram_message_id=telegram_message_id)
+        outcome, _incoming = logged
+        await _db(attach_transcript)(
+            message_id=outcome.incoming_id, language=heard.language, probability=heard.probability,
+            audio_seconds=heard.seconds, transcription_ms=heard.transcription_ms, audio_file=heard.audio_file)
+        if not heard.text:
+            await self._say(outcome, _("I could not hear anything in your voice message. "
+                                       "Please try again or write your question."), quote=True)
+            return outcome
+        await self._say(outcome, _("I heard: {transcript}").format(transcript=heard.text), quote=True)
+        answered = await self.ask(customer, heard.text, language=language, stream=stream, _logged=logged)
+        return answered
+
+    async def not_heard(self, customer: CustomerInfo, *, notice: str, telegram_message_id: int | None,
+                        hand_over: bool = False, **details) -> Outcome:
+        """A voice message the bot could not listen to (too big, too long, busy, damaged...).
+
+        ``notice`` (already in the customer's language) says why; ``details``: what is known
+        about the audio (``attach_transcript``). ``hand_over``: something broke on our side.
+        """
+        outcome, _incoming = await self._log(customer, kind=Message.Kind.VOICE, text="",
+                                             telegram_message_id=telegram_message_id)
+        if details:
+            await _db(attach_transcript)(message_id=outcome.incoming_id, **details)
+        await self._say(outcome, notice, quote=True)
+        if hand_over:
+            outcome.handed_over = await _db(services.hand_over)(
+                ticket_id=outcome.ticket_id, actor="bot", reason="voice message could not be processed")
+        return outcome
+
+    # -- failures ----------------------------------------------------------------------------------------
+    async def failed(self, customer: CustomerInfo, *, language: str, reason: str) -> Outcome:
+        """Handling the customer's update broke: apologise and give the ticket to a person."""
+        _ = gettext_for(language)
+        ticket_id, changed = await _db(services.hand_over_after_error)(customer=customer, reason=reason)
+        outcome = Outcome(ticket_id, handed_over=changed)
+        await self._say(outcome, _("Sorry, something went wrong on our side. "
+                                   "Your message is saved and an operator will see it."))
+        return outcome
