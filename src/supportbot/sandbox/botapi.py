@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from supportbot.sandbox.errors import BotApiError, bad_request
+from supportbot.sandbox.faults import DEFAULT_DELAY, DEFAULT_RETRY_AFTER, ERROR_DESCRIPTIONS, Fault
 from supportbot.sandbox.formatting import MAX_MESSAGE_LENGTH, ParsedText, parse_text, utf16_len
 from supportbot.sandbox.params import Params, markup_key, read_params, read_reply_markup
 from supportbot.sandbox.state import SandboxChat, SandboxState, StoredMessage, now
@@ -25,6 +26,8 @@ MAX_CALLBACK_ANSWER_LENGTH = 200
 MAX_DOWNLOAD_SIZE = 20 * 1024 * 1024  # getFile refuses bigger files for cloud bots
 MAX_POLL_TIMEOUT = 50.0
 
+# Query parameter that marks a request redirected by a "redirect" fault.
+_REDIRECT_MARKER = "sandbox_redirect_fault"
 _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 
 _CHAT_ACTIONS = frozenset(
@@ -61,41 +64,52 @@ class BotApi:
         self.state = state
         self._token = token
         self.methods: dict[str, _Method] = {
-            "getme": self.get_me,
-            "logout": self.always_true,
+            "getMe": self.get_me,
+            "logOut": self.always_true,
             "close": self.always_true,
-            "deletewebhook": self.delete_webhook,
-            "setwebhook": self.set_webhook,
-            "getwebhookinfo": self.get_webhook_info,
-            "setmycommands": self.set_my_commands,
-            "getmycommands": self.get_my_commands,
-            "deletemycommands": self.delete_my_commands,
-            "setmydescription": self.always_true,
-            "setmyshortdescription": self.always_true,
-            "setmyname": self.always_true,
-            "setchatmenubutton": self.always_true,
-            "getupdates": self.get_updates,
-            "sendmessage": self.send_message,
-            "editmessagetext": self.edit_message_text,
-            "editmessagereplymarkup": self.edit_message_reply_markup,
-            "deletemessage": self.delete_message,
-            "answercallbackquery": self.answer_callback_query,
-            "sendchataction": self.send_chat_action,
-            "getfile": self.get_file,
+            "deleteWebhook": self.delete_webhook,
+            "setWebhook": self.set_webhook,
+            "getWebhookInfo": self.get_webhook_info,
+            "setMyCommands": self.set_my_commands,
+            "getMyCommands": self.get_my_commands,
+            "deleteMyCommands": self.delete_my_commands,
+            "setMyDescription": self.always_true,
+            "setMyShortDescription": self.always_true,
+            "setMyName": self.always_true,
+            "setChatMenuButton": self.always_true,
+            "getUpdates": self.get_updates,
+            "sendMessage": self.send_message,
+            "editMessageText": self.edit_message_text,
+            "editMessageReplyMarkup": self.edit_message_reply_markup,
+            "deleteMessage": self.delete_message,
+            "answerCallbackQuery": self.answer_callback_query,
+            "sendChatAction": self.send_chat_action,
+            "getFile": self.get_file,
         }
+        # Telegram matches method names case-insensitively.
+        self._by_lower_name = {name.lower(): name for name in self.methods}
 
     def token_matches(self, token: str) -> bool:
         return hmac.compare_digest(token.encode(), self._token.encode())
 
     # -- HTTP glue --------------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self.token_matches(request.match_info["token"]):
             return _bot_error(401, "Unauthorized")
-        method = self.methods.get(request.match_info["method"].lower())
-        if method is None:
+        name = self._by_lower_name.get(request.match_info["method"].lower())
+        if name is None:
             return _bot_error(404, "Not Found: method not found")
+        if self._redirecting(request):
+            return _redirect(request)  # the client follows a redirect fault once more
+        method = self.methods[name]
         try:
             params = await read_params(request)
+            chat_id = self._target_chat(params)
+            self.state.requests.add(name, chat_id)
+            # Faults strike before the method runs: a refused sendMessage stores nothing.
+            fault = self.state.faults.strike(name, chat_id)
+            if fault is not None:
+                return await self._inject(fault, request, method, params)
             result = await method(params)
         except BotApiError as exc:
             return _bot_error(exc.code, exc.description)
@@ -108,6 +122,48 @@ class BotApi:
         if stored is None:
             return _bot_error(404, "Not Found")
         return web.Response(body=stored.data, content_type=stored.mime_type)
+
+    # -- injected faults --------------------------------------------------------------
+    async def _inject(
+        self, fault: Fault, request: web.Request, method: _Method, params: Params
+    ) -> web.StreamResponse:
+        if fault.error == "429":
+            retry_after = fault.retry_after or DEFAULT_RETRY_AFTER
+            return _bot_error(
+                429,
+                f"Too Many Requests: retry after {retry_after}",
+                {"retry_after": retry_after},
+            )
+        if fault.error in ERROR_DESCRIPTIONS:
+            return _bot_error(int(fault.error), ERROR_DESCRIPTIONS[fault.error])
+        if fault.error == "redirect":
+            return _redirect(request, fault.id)
+        if fault.error == "timeout":
+            waited = await self.state.hold(fault.delay or DEFAULT_DELAY)
+            if waited and fault.then == "answer":
+                # Late, but done: the client that gave up never learns that it worked.
+                return web.json_response({"ok": True, "result": await method(params)})
+        return _drop_connection(request)
+
+    def _redirecting(self, request: web.Request) -> bool:
+        marker = request.query.get(_REDIRECT_MARKER, "")
+        if not (marker.isascii() and marker.isdigit()):
+            return False
+        fault = self.state.faults.get(int(marker))
+        return fault is not None and fault.error == "redirect"
+
+    def _target_chat(self, params: Params) -> int | None:
+        """The chat a request is about, for per-chat faults and counts (None: no chat)."""
+        value = params.raw("chat_id")
+        if isinstance(value, str) and value.startswith("@"):
+            chat = self.state.find_chat(value)
+            return chat.id if chat is not None else None
+        if isinstance(value, bool):
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
 
     # -- lookups ----------------------------------------------------------------------
     def _chat(self, params: Params, *, sending: bool = False) -> SandboxChat:
@@ -360,7 +416,26 @@ class BotApi:
         }
 
 
-def _bot_error(code: int, description: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error_code": code, "description": description}, status=code
+def _bot_error(
+    code: int, description: str, parameters: dict[str, Any] | None = None
+) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=code)
+
+
+def _redirect(request: web.Request, fault_id: int | None = None) -> web.Response:
+    # Back to the same URL, marked so that the followed request is redirected again
+    # (without counting as a new hit) until the client gives up.
+    url = request.url if fault_id is None else request.url.update_query(
+        {_REDIRECT_MARKER: str(fault_id)}
     )
+    return web.Response(status=307, headers={"Location": str(url)})
+
+
+def _drop_connection(request: web.Request) -> web.Response:
+    """Close the connection unanswered; the response returned is never written."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=499, text="connection dropped by an injected fault")

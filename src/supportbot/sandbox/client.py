@@ -211,6 +211,47 @@ class SandboxClient:
         )
         return result
 
+    # -- making the Bot API fail (see supportbot.sandbox.faults) ------------------------
+    async def inject_fault(
+        self,
+        method: str,
+        error: str | int,
+        *,
+        count: int | None = 1,
+        chat_id: int | None = None,
+        retry_after: int | None = None,
+        delay: float | None = None,
+        then: str | None = None,
+    ) -> dict[str, Any]:
+        """Make the next ``count`` calls of ``method`` (``"*"``: any method) fail.
+
+        ``count=None``: until cleared. ``error``: 429, 403, 500, 502, "timeout",
+        "disconnect" or "redirect". Returns the fault as listed by :meth:`faults`.
+        """
+        body: dict[str, Any] = {"method": method, "error": error, "count": count}
+        optional = {"chat_id": chat_id, "retry_after": retry_after, "delay": delay, "then": then}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        payload = await self._request("POST", "faults", json=body)
+        return dict(payload["fault"])
+
+    async def faults(self) -> list[dict[str, Any]]:
+        """Every fault injected since the last clear, with its ``hits`` and ``active`` flag."""
+        payload = await self._request("GET", "faults")
+        return list(payload["faults"])
+
+    async def clear_faults(self) -> int:
+        """Remove every fault; returns how many there were."""
+        payload = await self._request("DELETE", "faults")
+        return int(payload["cleared"])
+
+    async def request_counts(self) -> dict[str, Any]:
+        """Bot API requests received: ``{"methods": {name: n}, "chats": {chat_id: {name: n}}}``."""
+        result: dict[str, Any] = await self._request("GET", "requests")
+        return result
+
+    async def clear_request_counts(self) -> None:
+        await self._request("DELETE", "requests")
+
     # -- observing the bot ------------------------------------------------------------
     async def callback_answer(self, callback_id: str) -> dict[str, Any]:
         """``{"answered": bool, "text": ..., "show_alert": bool, ...}``."""

@@ -1,7 +1,9 @@
 """The ``/sandbox/api/`` half of the sandbox: a small JSON API that plays the customer.
 
 The staff chat page, the tests and the benchmarks send messages, press buttons and
-block the bot through it, and read back what the bot sent.
+block the bot through it, and read back what the bot sent. Tests also make the Bot API
+fail through it (``/sandbox/api/faults``, see ``faults.py``) and read how many Bot API
+requests arrived (``/sandbox/api/requests``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import FileField
 
+from supportbot.sandbox.faults import FAULT_FIELDS, FaultError
 from supportbot.sandbox.formatting import MAX_MESSAGE_LENGTH, ParsedText, utf16_len
 from supportbot.sandbox.state import (
     CallbackQueryRecord,
@@ -284,6 +287,35 @@ class ControlApi:
                 "new_chat_member": kicked if blocked else member,
             },
         )
+
+    # -- faults and request counts (the Bot API side, for tests) ----------------------
+    async def list_faults(self, request: web.Request) -> web.Response:
+        return _json_response({"faults": self.state.faults.to_json()})
+
+    async def add_fault(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        unknown = sorted(set(body) - set(FAULT_FIELDS))
+        if unknown:
+            raise ControlError(
+                f"unknown field(s): {', '.join(unknown)}; a fault has: {', '.join(FAULT_FIELDS)}"
+            )
+        if "method" not in body or "error" not in body:
+            raise ControlError("a fault needs 'method' (a Bot API method name or '*') and 'error'")
+        try:
+            fault = self.state.faults.add(**body)
+        except FaultError as exc:
+            raise ControlError(str(exc)) from None
+        return _json_response({"fault": fault.to_json()}, status=201)
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        return _json_response({"cleared": self.state.faults.clear()})
+
+    async def request_counts(self, request: web.Request) -> web.Response:
+        return _json_response(self.state.requests.to_json())
+
+    async def clear_request_counts(self, request: web.Request) -> web.Response:
+        self.state.requests.clear()
+        return _json_response(self.state.requests.to_json())
 
     # -- building incoming messages --------------------------------------------------
     def _incoming_json(self, body: dict[str, Any]) -> _Incoming:

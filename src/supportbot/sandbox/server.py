@@ -81,6 +81,7 @@ def create_app(state: SandboxState | None = None, *, token: str) -> web.Applicat
     state.set_bot(_bot_id(token))
     bot_api = BotApi(state, token)
     control = ControlApi(state)
+    state.faults.known_methods = frozenset(name.lower() for name in bot_api.methods)
     app = web.Application(client_max_size=MAX_UPLOAD_SIZE, middlewares=[control_errors])
     app[STATE_KEY] = state
     app.router.add_route("*", "/bot{token}/{method}", bot_api.handle)
@@ -94,6 +95,11 @@ def create_app(state: SandboxState | None = None, *, token: str) -> web.Applicat
     app.router.add_get("/sandbox/api/chats/{user_id}/actions", control.list_actions)
     app.router.add_post("/sandbox/api/chats/{user_id}/block", control.block)
     app.router.add_get("/sandbox/api/callbacks/{callback_id}", control.callback_answer)
+    app.router.add_get("/sandbox/api/faults", control.list_faults)
+    app.router.add_post("/sandbox/api/faults", control.add_fault)
+    app.router.add_delete("/sandbox/api/faults", control.clear_faults)
+    app.router.add_get("/sandbox/api/requests", control.request_counts)
+    app.router.add_delete("/sandbox/api/requests", control.clear_request_counts)
 
     async def accept_pollers(_: web.Application) -> None:
         state.reopen()

@@ -1,5 +1,6 @@
 """Everything the sandbox remembers: users and their private chats, messages, files,
-callback queries, the update queue that ``getUpdates`` long-polls, and the injected faults.
+callback queries, the update queue that ``getUpdates`` long-polls, the injected faults
+and how many Bot API requests arrived.
 
 Everything lives in memory and runs on a single event loop, so plain attribute
 mutations are atomic with respect to other handlers; the only cross-request
@@ -14,10 +15,12 @@ import itertools
 import mimetypes
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from supportbot.sandbox.errors import BotApiError
+from supportbot.sandbox.faults import FaultRegistry
 from supportbot.sandbox.formatting import ParsedText
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "BOT_USERNAME",
     "DEFAULT_CALLBACK_QUERY_TTL",
     "CallbackQueryRecord",
+    "RequestCounts",
     "SandboxChat",
     "SandboxState",
     "SandboxUser",
@@ -170,8 +174,35 @@ class CallbackQueryRecord:
         }
 
 
+@dataclass
+class RequestCounts:
+    """Bot API requests received, per method and per chat and method (faulted ones too).
+
+    Methods are counted under their Bot API names (``sendMessage``), whatever the case
+    the client used; a request without a ``chat_id`` counts only under its method.
+    """
+
+    by_method: Counter[str] = field(default_factory=Counter)
+    by_chat: dict[int, Counter[str]] = field(default_factory=dict)
+
+    def add(self, method: str, chat_id: int | None) -> None:
+        self.by_method[method] += 1
+        if chat_id is not None:
+            self.by_chat.setdefault(chat_id, Counter())[method] += 1
+
+    def clear(self) -> None:
+        self.by_method.clear()
+        self.by_chat.clear()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "methods": dict(self.by_method),
+            "chats": {str(chat_id): dict(counts) for chat_id, counts in self.by_chat.items()},
+        }
+
+
 class SandboxState:
-    """All sandbox data: users/chats/messages, the update queue, files and callbacks."""
+    """All sandbox data: users/chats/messages, the update queue, files, callbacks, faults."""
 
     def __init__(self, *, callback_query_ttl: float = DEFAULT_CALLBACK_QUERY_TTL) -> None:
         self.callback_query_ttl = callback_query_ttl
@@ -183,6 +214,8 @@ class SandboxState:
         self.commands: dict[str, list[dict[str, str]]] = {}  # "scope|lang" -> commands
         self.bot_user: dict[str, Any] = {}
         self.allowed_updates: frozenset[str] | None = None
+        self.faults = FaultRegistry()
+        self.requests = RequestCounts()
         self._next_update_id = 1
         self._file_counter = itertools.count(1)
         self._poll_generation = 0
@@ -332,8 +365,15 @@ class SandboxState:
             )
         return self._deliverable()[:limit]
 
+    async def hold(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a held request); False when the sandbox closed meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds), self.changed:
+                await self.changed.wait_for(lambda: self._closing)
+        return not self._closing
+
     async def close(self) -> None:
-        """Release long polls so the HTTP server can shut down promptly."""
+        """Release long polls and held requests so the HTTP server can shut down promptly."""
         self._closing = True
         await self.notify()
 
