@@ -11,7 +11,7 @@ each depending only on the ones below it::
 
     server -> botapi (Bot API methods), control (control API)
            -> params (Bot API parameters), state (what the sandbox remembers)
-           -> formatting (parse_mode and entities) -> errors
+           -> formatting (parse_mode and entities), faults (injected failures) -> errors
 
 The public names are re-exported here, so ``from supportbot.sandbox.server import ...``
 keeps working.
