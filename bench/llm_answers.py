@@ -182,11 +182,7 @@ def main() -> int:
     # The default local model, alone: no API step even where a key is configured.
     os.environ["API_LLM_ENABLED"] = "false"
     os.environ.pop("LOCAL_LLM_ENABLED", None)
-    models_dir = Path(os.environ.get("SUPPORTBOT_DATA_DIR", ROOT / "data")).expanduser().resolve() / "models"
-    data_dir = fresh_django("llm")
-    # Share the assembled model with the project's data dir instead of joining 1.1 GB again.
-    (data_dir / "models").symlink_to(models_dir, target_is_directory=True)
-    models_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = fresh_django("llm")  # the joined model comes from the shared SUPPORTBOT_MODEL_DIR
 
     from supportbot.config import get_settings
     from supportbot.support.faq_io import import_faq

@@ -102,7 +102,9 @@ def worker(clips_path: Path, repeats: int) -> dict:
 
     imported = time.perf_counter() - started
     data_dir = Path(os.environ["SUPPORTBOT_DATA_DIR"])
-    transcriber = FasterWhisperTranscriber(models_dir=data_dir / "models", threads=2)
+    from supportbot.config import get_settings
+
+    transcriber = FasterWhisperTranscriber(models_dir=get_settings().model_dir, threads=2)
     load_started = time.perf_counter()
     transcriber.load()
     loaded = time.perf_counter() - load_started

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_gpt4all_loads_the_default_model_and_answers_through_the_protocol():
-    path = packaged_model_path(get_settings().data_dir / "models")
+    path = packaged_model_path(get_settings().model_dir)
     answerer = LocalAnswerer(lambda: Gpt4AllEngine(path, threads=2, context_size=1024), model_name=path.name)
     assert isinstance(answerer, Answerer)
     messages = [ChatMessage("system", "You are a helpful assistant. Reply with one short sentence."),

@@ -6,6 +6,7 @@ sandbox and the CLI all read it; nothing else looks at ``os.environ``.
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
 
     # Storage
     supportbot_data_dir: Path = Path("./data")
+    #: Where models joined from their pip parts (the local GGUF, Whisper) are kept: one copy per
+    #: machine and user, shared by every data dir, test run and process. Default: the user's
+    #: cache directory ($XDG_CACHE_HOME or ~/.cache)/supportbot/models.
+    supportbot_model_dir: Path | None = None
     database_url: str | None = None
 
     # Knowledge
@@ -132,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("openai_api_key", "local_llm_model", mode="before")
+    @field_validator("openai_api_key", "local_llm_model", "supportbot_model_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -151,6 +156,13 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.supportbot_data_dir.expanduser().resolve()
+
+    @property
+    def model_dir(self) -> Path:
+        if self.supportbot_model_dir is not None:
+            return self.supportbot_model_dir.expanduser().resolve()
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(cache).expanduser().resolve() / "supportbot" / "models"
 
     @property
     def hosts(self) -> list[str]:

@@ -52,7 +52,7 @@ def build_fallback(cfg) -> LlmFallback | None:
     local = None
     if cfg.local_llm_enabled:
         gate = cfg.local_llm_entry_gate if cfg.local_llm_entry_gate < 1 else None
-        local = shared_local_answerer(cfg.local_llm_engine, cfg.local_llm_model, cfg.data_dir / "models",
+        local = shared_local_answerer(cfg.local_llm_engine, cfg.local_llm_model, cfg.model_dir,
                                       cfg.local_llm_threads, cfg.local_llm_queue, cfg.local_llm_context_size, gate)
         steps.append(ChainStep(local, cfg.local_llm_timeout))
     else:

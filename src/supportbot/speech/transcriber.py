@@ -249,7 +249,7 @@ class FasterWhisperTranscriber:
 
 def build_transcriber(cfg) -> FasterWhisperTranscriber:
     return FasterWhisperTranscriber(
-        cfg.whisper_model, models_dir=cfg.data_dir / "models", compute_type=cfg.whisper_compute_type,
+        cfg.whisper_model, models_dir=cfg.model_dir, compute_type=cfg.whisper_compute_type,
         beam_size=cfg.whisper_beam_size, threads=cfg.whisper_threads, workers=cfg.voice_concurrency,
         languages=cfg.speech_language_list, max_seconds=cfg.voice_max_seconds,
         short_windows=cfg.whisper_short_windows,
