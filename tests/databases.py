@@ -20,16 +20,17 @@ from urllib.parse import urlsplit
 
 TESTS = [
     "tests/test_bot_conversation.py",
-    "tests/test_operator_reply.py",
+    "tests/support/test_operator_reply.py",
     "tests/test_outbox_lease.py",
-    "tests/test_live_reindex.py",
-    "tests/test_faq_import_export.py",
-    "tests/test_faq_index.py",
-    "tests/test_admin_faq_tools.py",
-    "tests/test_admin_llm_details.py",
+    "tests/knowledge/test_live_reindex.py",
+    "tests/support/test_faq_import_export.py",
+    "tests/knowledge/test_faq_index.py",
+    "tests/support/test_admin_faq_tools.py",
+    "tests/support/test_admin_llm_details.py",
     "tests/test_voice_admin.py",
     "tests/test_llm_bot.py",
-    "tests/test_ticket_concurrency.py",
+    "tests/support/test_ticket_concurrency.py",
+    "tests/support/test_customer_profile.py",
 ]
 DEFAULT_URLS = [
     os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),

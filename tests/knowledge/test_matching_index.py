@@ -9,7 +9,7 @@ from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import INDEX_POLICY, SHOP
+from ..fakes import INDEX_POLICY, SHOP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,8 +12,8 @@ from django.test import Client
 from supportbot.support import services
 from supportbot.support.models import FaqEntry, Message, Ticket
 
-from .browser import form_fields
-from .conftest import wait_until
+from ..browser import form_fields
+from ..conftest import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -4,7 +4,7 @@ import numpy as np
 
 from supportbot.knowledge.batching import BatchingEmbedder
 
-from .fakes import BagOfWordsEmbedder
+from ..fakes import BagOfWordsEmbedder
 
 
 class SlowEmbedder(BagOfWordsEmbedder):

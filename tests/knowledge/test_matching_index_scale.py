@@ -14,7 +14,7 @@ from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import bump_version, sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import INDEX_POLICY, SHOP
+from ..fakes import INDEX_POLICY, SHOP
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,7 @@ from supportbot.knowledge.index import FaqIndex
 from supportbot.knowledge.sync import sync_embeddings
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
-from .fakes import BagOfWordsEmbedder
+from ..fakes import BagOfWordsEmbedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,19 +98,3 @@ def test_vectors_are_stored_without_pickle():
     vector = np.frombuffer(bytes(row.vector), dtype="<f4")
     assert vector.shape == (row.dim,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
 
-
-def test_customer_profile_updates_and_last_seen():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from supportbot.support.models import TelegramUser
-    from supportbot.support.services import CustomerInfo, upsert_customer
-
-    user = upsert_customer(CustomerInfo(id=42, username="olena", language_code="uk"))
-    seen = user.last_seen
-    assert upsert_customer(CustomerInfo(id=42, username="olena", language_code="uk")).last_seen == seen
-    TelegramUser.objects.filter(id=42).update(is_blocked=True, last_seen=timezone.now() - timedelta(hours=1))
-    user = upsert_customer(CustomerInfo(id=42, username="olena_new", language_code="uk"))
-    user.refresh_from_db()
-    assert user.username == "olena_new" and user.is_blocked is False and user.last_seen > seen

@@ -16,7 +16,7 @@ from django.urls import reverse
 from supportbot.knowledge.index import process_index
 from supportbot.support.models import FaqEmbedding, FaqEntry, FaqPhrasing, Feedback, Message, TelegramUser, Ticket
 
-from .fakes import SHOP, BagOfWordsEmbedder
+from ..fakes import SHOP, BagOfWordsEmbedder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
