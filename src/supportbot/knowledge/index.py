@@ -1,6 +1,7 @@
 """The in-process FAQ index: a normalised float32 matrix and a row -> entry map.
 
-The database is the source of truth. Each process keeps a snapshot and refreshes
+The database is the source of truth, read through a ``FaqStore`` (``store.py``).
+Each process keeps a snapshot and refreshes
 it incrementally: a cheap version check tells it rows changed, then it loads only
 the vectors it does not hold yet and drops the ones that are gone. Vectors are
 never recomputed here; the per-FAQ classifier is retrained from them on each
@@ -23,6 +24,7 @@ import numpy as np
 from supportbot.knowledge.classifier import EntryClassifier, centre
 from supportbot.knowledge.decision import MatchPolicy, policy_for
 from supportbot.knowledge.embedders import Embedder
+from supportbot.knowledge.store import FaqStore, default_store
 from supportbot.knowledge.text import clean_question
 
 log = logging.getLogger(__name__)
@@ -75,24 +77,24 @@ class _Snapshot:
 
 
 class FaqIndex:
-    def __init__(self, embedder: Embedder, policy: MatchPolicy) -> None:
+    def __init__(self, embedder: Embedder, policy: MatchPolicy, *, store: FaqStore | None = None) -> None:
         self.embedder = embedder
         self.policy = policy
+        self._store = store  # None: the ORM's, resolved on first use (construction needs no Django)
         self._snapshot = _Snapshot()
         self._refresh_lock = threading.Lock()
         self.loaded_vectors = 0  # vectors read from the database, for tests/metrics
         self._classifier_limited = False  # over the policy's size limit at the last build (logged once)
 
+    @property
+    def store(self) -> FaqStore:
+        if self._store is None:
+            self._store = default_store()
+        return self._store
+
     # -- refresh (sync: call from a thread) -----------------------------------
     def current_version(self) -> int:
-        from supportbot.support.models import KnowledgeVersion
-
-        row = (
-            KnowledgeVersion.objects.filter(model_name=self.embedder.name)
-            .values_list("version", flat=True)
-            .first()
-        )
-        return int(row or 0)
+        return self.store.version(self.embedder.name)
 
     def refresh(self, *, force: bool = False) -> bool:
         """Bring the snapshot up to date; return True when it changed.
@@ -101,27 +103,14 @@ class FaqIndex:
         vectors read only for rows this process does not hold yet, and the new
         matrix gathered from the old one in one pass, already grouped by entry.
         """
-        from supportbot.support.models import FaqEmbedding, FaqEntry
-
         with self._refresh_lock:
             old = self._snapshot
             version = self.current_version()
             if version == old.version and not force:
                 return False
-            pairs = np.array(
-                list(
-                    FaqEmbedding.objects.filter(model_name=self.embedder.name, entry__is_active=True)
-                    .order_by("id")
-                    .values_list("id", "entry_id")
-                ),
-                dtype=np.int64,
-            ).reshape(-1, 2)
-            meta = {
-                e: (key, language)
-                for e, key, language in FaqEntry.objects.filter(is_active=True)
-                .order_by()
-                .values_list("id", "key", "language")
-            }
+            store = self.store
+            pairs = np.array(store.live_vector_rows(self.embedder.name), dtype=np.int64).reshape(-1, 2)
+            meta = store.live_entries()
             ids, entries = pairs[:, 0], pairs[:, 1]
             entry_of_slot, slot_of_row = np.unique(entries, return_inverse=True)
             gone = [e for e in entry_of_slot.tolist() if e not in meta]
@@ -139,13 +128,7 @@ class FaqIndex:
 
             source = _positions(old.row_ids, ids)  # each row's place in the old matrix, -1: new
             missing = [int(i) for i in ids[source < 0]]
-            fresh: dict[int, np.ndarray] = {}
-            for start in range(0, len(missing), 900):  # stay under SQLite's variable limit
-                chunk = missing[start : start + 900]
-                for row_id, dim, blob in FaqEmbedding.objects.filter(id__in=chunk).values_list(
-                    "id", "dim", "vector"
-                ):
-                    fresh[row_id] = np.frombuffer(bytes(blob), dtype="<f4", count=dim)
+            fresh = store.vectors(missing) if missing else {}
             self.loaded_vectors += len(fresh)
             if len(ids):
                 dim = old.matrix.shape[1] if len(old.row_ids) else len(next(iter(fresh.values())))
@@ -291,6 +274,21 @@ def process_index() -> FaqIndex:
 
     embedder = default_embedder()
     return FaqIndex(embedder, configured_policy(embedder.name, get_settings().faq_match_threshold))
+
+
+def near_duplicate(question: str, *, entry_id: int | None, index: FaqIndex | None = None) -> EntryMatch | None:
+    """The other entry that ``question`` already matches confidently, or None.
+
+    Uses the same matcher as the bot (``index``, default: this process's, refreshed
+    first), as if entry ``entry_id`` were not in the FAQ: a question the bot would
+    answer with a different entry means two entries compete for the same customers.
+    """
+    index = index or process_index()
+    index.refresh()
+    result = index.search(question, k=2, exclude_entry=entry_id)
+    if not result.confident or result.best is None or result.best.entry_id == entry_id:
+        return None
+    return result.best
 
 
 def configured_policy(model_name: str, threshold: float | None) -> MatchPolicy:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 
-_SPACE = re.compile(r"\s+")
+from supportbot.text import clean
+
+__all__ = ["clean", "clean_question", "text_hash"]
+
 _MENTION = re.compile(r"(?<!\w)@\w+")
 _URL = re.compile(r"https?://\S+")
-
-
-def clean(text: str) -> str:
-    """Unicode-normalise and collapse whitespace (what is embedded and hashed)."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
 def clean_question(text: str) -> str:

@@ -8,6 +8,6 @@ class SupportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Signals are extension points only: they schedule the FAQ embedding sync
-        # after commit, so every ORM path (admin, shell, import) keeps the index fresh.
+        # Signals are extension points only: they announce FAQ changes after commit
+        # (faq_changed), so every ORM path (admin, shell, import) keeps the index fresh.
         from supportbot.support import signals  # noqa: F401

@@ -16,7 +16,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
-from supportbot.knowledge.text import clean
+from supportbot.text import clean
 
 from supportbot.support.models import (
     FaqEntry,
@@ -379,23 +379,6 @@ def add_question_as_phrasing(*, answer: Message) -> FaqPhrasing:
     if text is None:
         raise ValueError("This question is already one of the entry's phrasings (or has no text).")
     return FaqPhrasing.objects.create(entry_id=answer.faq_entry_id, text=text)
-
-
-def near_duplicate_of(*, entry: FaqEntry) -> FaqEntry | None:
-    """Another active entry that ``entry``'s question already matches confidently.
-
-    Uses the same matcher as the bot (this process's index, refreshed first),
-    as if ``entry`` were not in the FAQ: a question the bot would answer with a
-    different entry means two entries compete for the same customers.
-    """
-    from supportbot.knowledge.index import process_index
-
-    index = process_index()
-    index.refresh()
-    result = index.search(entry.question, k=2, exclude_entry=entry.pk)
-    if not result.confident or result.best is None:
-        return None
-    return FaqEntry.objects.filter(pk=result.best.entry_id, is_active=True).exclude(pk=entry.pk).first()
 
 
 # -- delivery (the outbox) -------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""FAQ changes through any ORM path schedule an embedding sync after commit.
+"""FAQ changes through any ORM path announce themselves after commit: ``faq_changed``.
 
-Changes are collected per thread and flushed once per transaction, so a bulk
-import embeds in batches instead of once per row, and nothing is embedded for a
-transaction that rolls back.
+Changes are collected per thread and announced once per transaction, so a bulk
+import is embedded in batches instead of once per row, and nothing is announced for
+a transaction that rolls back. The FAQ index listens (``knowledge.receivers``,
+connected in ``KnowledgeConfig.ready``); this app does not know it exists.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import threading
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from supportbot.support.models import FaqEntry, FaqPhrasing
 
 log = logging.getLogger(__name__)
+
+#: Sent (sender ``FaqEntry``) once a transaction that changed FAQ entries or phrasings
+#: has committed. ``entry_ids``: the entries whose texts may have changed (empty when
+#: only deletions happened); any change, including an active flag, may change what is served.
+faq_changed = Signal()
 
 
 class _PendingSync(threading.local):
@@ -29,27 +35,19 @@ _pending = _PendingSync()
 
 
 def _flush() -> None:
-    from supportbot.knowledge.embedders import default_embedder
-    from supportbot.knowledge.sync import bump_version, sync_embeddings
-
     if not _pending.dirty:
-        return  # an earlier callback of the same commit already synced everything
+        return  # an earlier callback of the same commit already announced everything
     ids = set(_pending.entry_ids)
     _pending.entry_ids.clear()
     _pending.dirty = False
-    embedder = default_embedder()
-    try:
-        if ids:
-            sync_embeddings(embedder, ids)
-        # Activation flags and deletions change what is served even when no
-        # vector changed: always tell the running processes.
-        bump_version(embedder.name, all_models=True)
-    except Exception:  # the index catches up at the next start-up sync
-        log.exception("FAQ embedding sync failed for entries %s", sorted(ids))
+    # Robust: a failing receiver must not fail the request whose transaction committed.
+    for receiver_, result in faq_changed.send_robust(sender=FaqEntry, entry_ids=ids):
+        if isinstance(result, Exception):
+            log.error("faq_changed receiver %r failed", receiver_, exc_info=result)
 
 
 def _schedule(entry_id: int | None) -> None:
-    # Ids left over from a rolled-back transaction are synced with the next
+    # Ids left over from a rolled-back transaction are announced with the next
     # commit, which is harmless: the sync is idempotent.
     if entry_id is not None:
         _pending.entry_ids.add(entry_id)

@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "supportbot.support.apps.SupportConfig",
+    # No models: it keeps the FAQ index in step with FAQ changes (support.signals.faq_changed).
+    "supportbot.knowledge.apps.KnowledgeConfig",
 ]
 
 MIDDLEWARE = [
