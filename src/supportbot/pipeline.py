@@ -28,9 +28,13 @@ log = logging.getLogger(__name__)
 
 
 class Source:
-    FAQ = "faq"
-    LOCAL_LLM = "local_llm"
-    API_LLM = "api_llm"
+    """Where an answer came from: the message log's sources (one definition, ``support.choices``), or a person."""
+
+    from supportbot.support.choices import MessageSource as _logged  # Django-free: no models, no settings
+
+    FAQ = _logged.FAQ
+    LOCAL_LLM = _logged.LOCAL_LLM
+    API_LLM = _logged.API_LLM
     HANDOVER = "handover"
 
 

@@ -96,6 +96,6 @@ def llm_answers_last_hour(customer_id: int) -> int:
 
     return Message.objects.filter(
         ticket__user_id=customer_id, direction=Message.Direction.OUT,
-        source__in=[Message.Source.LOCAL_LLM, Message.Source.API_LLM],
+        source__in=Message.LLM_SOURCES,
         created_at__gte=timezone.now() - timedelta(hours=1),
     ).count()

@@ -11,7 +11,6 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -127,7 +126,7 @@ class MessageInline(admin.TabularInline):
         text = format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
         if obj.kind == Message.Kind.VOICE:  # how it was heard, and a player when the audio is kept
             text = format_html("{}{}", text, voice_messages.voice_details(obj))
-        if obj.source in (Message.Source.LOCAL_LLM, Message.Source.API_LLM):
+        if obj.source in Message.LLM_SOURCES:
             text = format_html("{}{}", text, llm_details(obj))
         return text
 
@@ -183,9 +182,7 @@ def delivery_details(message: Message):
                      "(ask the customer, or reply again)")
     elif message.delivery_interrupted:
         notes.append("⚠ may have arrived twice: the bot stopped while sending it, so it was re-sent once")
-    elif (message.delivery_status == Message.Delivery.SENDING and message.source == Message.Source.OPERATOR
-          and message.delivery_claimed_at is not None
-          and timezone.now() - message.delivery_claimed_at > services.outbox_lease()):
+    elif message.is_stuck(lease=services.outbox_lease()):
         notes.append(f"⚠ stuck since {message.delivery_claimed_at:%Y-%m-%d %H:%M} UTC: the bot stopped while "
                      "sending it; a running bot re-sends it once (it may arrive twice)")
     if message.delivery_error and message.delivery_status != Message.Delivery.SENT:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from supportbot.support.choices import AUTOMATIC_SOURCES, LLM_SOURCES, Actor, MessageSource
 
 
 class Language(models.TextChoices):
@@ -69,13 +74,15 @@ class Ticket(models.Model):
 class TicketStatusChange(models.Model):
     """Audit row for every status change: who, why, when."""
 
+    Actor = Actor
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="status_changes")
     old_status = models.CharField(max_length=16, choices=Ticket.Status.choices, blank=True)
     new_status = models.CharField(max_length=16, choices=Ticket.Status.choices)
     changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    actor = models.CharField(max_length=32, help_text="customer / bot / operator / system")
+    actor = models.CharField(max_length=32, choices=Actor.choices, help_text="Who changed the status")
     reason = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -149,6 +156,15 @@ class KnowledgeVersion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
 
+class MessageQuerySet(models.QuerySet):
+    def stuck(self, *, lease: timedelta, now: datetime | None = None) -> MessageQuerySet:
+        """Messages a bot worker claimed for sending longer than ``lease`` ago and never
+        finished: the worker stopped mid-send (the outbox lease, ``OUTBOX_LEASE_SECONDS``).
+        Whether Telegram got that attempt is unknown; a running bot re-sends it once."""
+        cutoff = (now or timezone.now()) - lease
+        return self.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at__lt=cutoff)
+
+
 class Message(models.Model):
     class Direction(models.TextChoices):
         IN = "in", "From customer"
@@ -162,13 +178,7 @@ class Message(models.Model):
         DOCUMENT = "document", "Document"
         OTHER = "other", "Other"
 
-    class Source(models.TextChoices):
-        USER = "user", "Customer"
-        FAQ = "faq", "FAQ"
-        LOCAL_LLM = "local_llm", "Local LLM"
-        API_LLM = "api_llm", "API LLM"
-        OPERATOR = "operator", "Operator"
-        SYSTEM = "system", "System"
+    Source = MessageSource
 
     class Delivery(models.TextChoices):
         NOT_APPLICABLE = "", "—"
@@ -177,8 +187,10 @@ class Message(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    LLM_SOURCES = (Source.LOCAL_LLM, Source.API_LLM)
-    AUTOMATIC_SOURCES = (Source.FAQ, *LLM_SOURCES)
+    LLM_SOURCES = LLM_SOURCES
+    AUTOMATIC_SOURCES = AUTOMATIC_SOURCES
+
+    objects = MessageQuerySet.as_manager()
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=3, choices=Direction.choices)
@@ -255,6 +267,16 @@ class Message(models.Model):
     def __str__(self) -> str:
         arrow = "→" if self.direction == self.Direction.OUT else "←"
         return f"{arrow} [{self.source}] {self.text[:60]}"
+
+    @property
+    def is_automatic_answer(self) -> bool:
+        """The bot answered without a person (FAQ or LLM): the customer may rate it."""
+        return self.direction == self.Direction.OUT and self.source in AUTOMATIC_SOURCES
+
+    def is_stuck(self, *, lease: timedelta, now: datetime | None = None) -> bool:
+        """This message is one of :meth:`MessageQuerySet.stuck` (same rule, on one row)."""
+        return (self.delivery_status == self.Delivery.SENDING and self.delivery_claimed_at is not None
+                and self.delivery_claimed_at < (now or timezone.now()) - lease)
 
 
 class Feedback(models.Model):

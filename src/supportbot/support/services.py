@@ -90,7 +90,7 @@ def _active_ticket(user_id: int) -> Ticket:
             ticket = Ticket.objects.create(user_id=user_id)
             TicketStatusChange.objects.create(
                 ticket=ticket, old_status="", new_status=ticket.status,
-                actor="customer", reason="first message",
+                actor=TicketStatusChange.Actor.CUSTOMER, reason="first message",
             )
             return ticket
     except IntegrityError:  # another worker opened it a moment ago
@@ -173,7 +173,7 @@ def hand_over_after_error(*, customer: CustomerInfo, reason: str) -> tuple[int, 
     a person. Returns the ticket id and whether its status changed."""
     upsert_customer(customer)
     ticket = _active_ticket(customer.id)
-    return ticket.pk, hand_over(ticket_id=ticket.pk, actor="system", reason=reason)
+    return ticket.pk, hand_over(ticket_id=ticket.pk, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
 
 
 def close_customer_ticket(*, user_id: int, reason: str) -> bool:
@@ -295,7 +295,7 @@ def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
         text=text[:MAX_TEXT], source=Message.Source.OPERATOR, operator=operator,
         in_reply_to=last_in, delivery_status=Message.Delivery.PENDING,
     )
-    change_status(ticket=ticket, new_status=Ticket.Status.ANSWERED, actor="operator",
+    change_status(ticket=ticket, new_status=Ticket.Status.ANSWERED, actor=TicketStatusChange.Actor.OPERATOR,
                   reason="operator replied", operator=operator)
     ticket.waiting_notice_sent = False
     ticket.save(update_fields=["waiting_notice_sent"])
@@ -305,8 +305,8 @@ def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
 def close_ticket(*, ticket: Ticket, operator=None, reason: str = "closed by operator") -> bool:
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        return change_status(ticket=ticket, new_status=Ticket.Status.CLOSED,
-                             actor="operator" if operator else "system", reason=reason,
+        actor = TicketStatusChange.Actor.OPERATOR if operator else TicketStatusChange.Actor.SYSTEM
+        return change_status(ticket=ticket, new_status=Ticket.Status.CLOSED, actor=actor, reason=reason,
                              operator=operator)
 
 

@@ -1,0 +1,36 @@
+"""The support desk's vocabulary: who wrote a message, who changed a ticket.
+
+Defined once, here, for the models and for code that must not set up Django models
+(the answer pipeline names its answer sources with these values). This module needs
+no settings and no app registry: ``TextChoices`` is a plain ``str`` enum with labels.
+"""
+
+from __future__ import annotations
+
+from django.db.models.enums import TextChoices
+
+
+class MessageSource(TextChoices):
+    """Who wrote a message of the log (``Message.Source``)."""
+
+    USER = "user", "Customer"
+    FAQ = "faq", "FAQ"
+    LOCAL_LLM = "local_llm", "Local LLM"
+    API_LLM = "api_llm", "API LLM"
+    OPERATOR = "operator", "Operator"
+    SYSTEM = "system", "System"
+
+
+#: Answers written by a language model (the hourly limit, the admin's model details).
+LLM_SOURCES = (MessageSource.LOCAL_LLM, MessageSource.API_LLM)
+#: Answers the bot chose without a person: the customer may rate them (Helpful / Not helpful).
+AUTOMATIC_SOURCES = (MessageSource.FAQ, *LLM_SOURCES)
+
+
+class Actor(TextChoices):
+    """Who changed a ticket's status (``TicketStatusChange.actor``)."""
+
+    CUSTOMER = "customer", "Customer"
+    BOT = "bot", "Bot"
+    OPERATOR = "operator", "Operator"
+    SYSTEM = "system", "System"
