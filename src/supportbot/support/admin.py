@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 
 from supportbot.support import services
 from supportbot.support import voice as voice_messages
+from supportbot.support.errors import DomainError
 from supportbot.support.models import (
     FaqEntry,
     FaqPhrasing,
@@ -274,8 +275,8 @@ class TicketAdmin(admin.ModelAdmin):
         if text:
             try:
                 services.do_operator_reply(ticket=obj, operator=request.user, text=text)
-            except ValueError as exc:
-                messages.error(request, str(exc))
+            except DomainError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
             else:
                 messages.success(request, "Reply queued; the bot delivers it to the customer.")
 
@@ -325,8 +326,8 @@ class MessageAdmin(admin.ModelAdmin):
             return TemplateResponse(request, "support/save_to_faq.html", context)
         try:
             entry = services.save_answer_to_faq(message=message)
-        except ValueError as exc:
-            messages.error(request, str(exc))
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
             return HttpResponseRedirect(reverse("admin:support_ticket_change", args=[message.ticket_id]))
         messages.success(request, f"Saved as FAQ entry “{entry.key}”. Review the wording below.")
         return HttpResponseRedirect(reverse("admin:support_faqentry_change", args=[entry.pk]))
@@ -342,8 +343,8 @@ class MessageAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(back)
         try:
             phrasing = services.add_question_as_phrasing(answer=message)
-        except ValueError as exc:
-            messages.error(request, str(exc))
+        except DomainError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
         else:
             url = reverse("admin:support_faqentry_change", args=[phrasing.entry_id])
             messages.success(request, format_html(

@@ -18,6 +18,14 @@ from django.utils.text import slugify
 
 from supportbot.text import clean
 
+from supportbot.support.errors import (
+    AlreadyAPhrasing,
+    EmptyReply,
+    NoQuestionBeforeAnswer,
+    NotAHelpfulFaqAnswer,
+    NotAnOperatorAnswer,
+    TicketClosed,
+)
 from supportbot.support.models import (
     FaqEntry,
     FaqPhrasing,
@@ -282,13 +290,15 @@ def record_feedback(*, message_id: int, customer_id: int, helpful: bool) -> Feed
 # -- operators --------------------------------------------------------------------
 @transaction.atomic
 def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
-    """Queue an operator's reply; the bot process delivers it (outbox), once."""
+    """Queue an operator's reply; the bot process delivers it (outbox), once.
+
+    Raises :class:`EmptyReply` or :class:`TicketClosed` (nothing written)."""
     text = (text or "").strip()
     if not text:
-        raise ValueError("The reply is empty.")
+        raise EmptyReply()
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     if ticket.status == Ticket.Status.CLOSED:
-        raise ValueError("The ticket is closed; the customer's next message opens a new one.")
+        raise TicketClosed()
     last_in = ticket.messages.filter(direction=Message.Direction.IN).order_by("-id").first()
     message = Message.objects.create(
         ticket=ticket, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
@@ -314,14 +324,15 @@ def save_answer_to_faq(*, message: Message, key: str | None = None, question: st
     """Turn an operator's answer into an FAQ entry (the customer's question + that answer).
 
     Only operator answers qualify: saving an automatic answer would feed the
-    FAQ with its own (or an LLM's) output.
+    FAQ with its own (or an LLM's) output. Raises :class:`NotAnOperatorAnswer` or
+    :class:`NoQuestionBeforeAnswer` (nothing written).
     """
     if message.source != Message.Source.OPERATOR:
-        raise ValueError("Only an operator's answer can be saved to the FAQ.")
+        raise NotAnOperatorAnswer()
     if question is None:
         asked = _question_behind(message)
         if asked is None or not asked.text.strip():
-            raise ValueError("No customer question precedes this answer.")
+            raise NoQuestionBeforeAnswer()
         question = asked.text.strip()
     language = (message.ticket.user.language_code or "")[:2]
     if language not in {"uk", "ru", "en"}:
@@ -369,15 +380,16 @@ def add_question_as_phrasing(*, answer: Message) -> FaqPhrasing:
     """Add the question behind a Helpful FAQ answer to that entry as a phrasing.
 
     The FAQ learns the customers' own wording; the running bots pick the new
-    phrasing up through the usual after-commit embedding sync.
+    phrasing up through the usual after-commit embedding sync. Raises
+    :class:`NotAHelpfulFaqAnswer` or :class:`AlreadyAPhrasing` (nothing written).
     """
     if answer.source != Message.Source.FAQ or answer.faq_entry_id is None:
-        raise ValueError("Only a question answered from the FAQ can become a phrasing.")
+        raise NotAHelpfulFaqAnswer(NotAHelpfulFaqAnswer.NOT_FROM_FAQ)
     if not Feedback.objects.filter(message=answer, helpful=True).exists():
-        raise ValueError("Only a question whose FAQ answer the customer marked Helpful can become a phrasing.")
+        raise NotAHelpfulFaqAnswer()
     text = question_to_add_as_phrasing(answer=answer)
     if text is None:
-        raise ValueError("This question is already one of the entry's phrasings (or has no text).")
+        raise AlreadyAPhrasing()
     return FaqPhrasing.objects.create(entry_id=answer.faq_entry_id, text=text)
 
 
