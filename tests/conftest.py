@@ -4,6 +4,7 @@ over real HTTP on an ephemeral port, and the unmodified bot polling it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,25 @@ os.environ["API_LLM_ENABLED"] = "false"
 get_settings.cache_clear()
 
 SAMPLE_FAQ = Path(__file__).resolve().parents[1] / "src" / "supportbot" / "data" / "sample_faq.json"
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found():
+    """Tests that run the CLI in-process set up logging (supportbot.logs): take its handler,
+    levels and record factory away again, so no test's logging set-up outlives it."""
+    from supportbot.logs import QUIET_LOGGERS, StderrHandler
+
+    root = logging.getLogger()
+    names = ["", "supportbot", *QUIET_LOGGERS]
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers, factory = list(root.handlers), logging.getLogRecordFactory()
+    yield
+    for handler in root.handlers[:]:
+        if isinstance(handler, StderrHandler) and handler not in handlers:
+            root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.setLogRecordFactory(factory)
 
 
 @pytest.fixture

@@ -353,12 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from supportbot.config import ConfigError
+    from supportbot.logs import configure_logging, settings_secrets
 
     try:
-        _settings()
+        configure_logging(verbose=args.verbose, secrets=settings_secrets(_settings()))
         _setup_django()
         if args.command not in ("sandbox",):
             from django.db import connection

@@ -103,14 +103,7 @@ CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "aiogram.event": {"level": "WARNING"},
-    },
-}
+# Logging is set up once, by the CLI (supportbot.logs.configure_logging: levels, the stderr
+# handler, token redaction), never by django.setup(): its dictConfig replaced the root's handlers
+# on every call with one bound to the sys.stderr of that moment (a test's, closed when it ends).
+LOGGING_CONFIG = None
