@@ -35,6 +35,11 @@ def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None 
 
 
 def prepare_index(pipeline: AnswerPipeline) -> None:
-    """Embed whatever has no vector yet (new model, interrupted import), then load."""
+    """Embed whatever has no vector yet (new model, interrupted import), then load.
+
+    The question embedder is loaded here too (one question embedded), so the first
+    customer does not wait for it (nothing may need embedding at start).
+    """
     sync_embeddings(pipeline.index.embedder, progress=True)
+    pipeline.index.embedder.embed(["warm-up"])
     pipeline.index.refresh(force=True)

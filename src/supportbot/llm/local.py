@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from supportbot.background import lower_this_thread
 from supportbot.llm.base import ChatMessage, Chunk, StepUnavailable
 from supportbot.llm.engines import Engine
 
@@ -89,6 +90,10 @@ class LocalAnswerer:
 
     # -- the worker thread ------------------------------------------------------------------
     def _work(self) -> None:
+        # Loading (seconds of CPU and a 1.1 GB read) and generating must never slow the FAQ
+        # answers, the database or the event loop: this thread, and the compute threads
+        # llama.cpp starts from it, run at a lower priority (``supportbot.background``).
+        lower_this_thread()
         while True:
             job = self._jobs.get()
             if job is None:

@@ -34,11 +34,13 @@ class LlmFallback:
 def shared_local_answerer(engine: str, model: Path | None, models_dir: Path, threads: int,
                           queue: int, context_size: int, entry_gate: float | None = None) -> LocalAnswerer:
     """One local model per process (and per configuration): every pipeline shares it."""
+    from supportbot.background import run_in_background
     from supportbot.llm.engines import build_engine
     from supportbot.llm.model_files import PACKAGED_MODEL, resolve_model
 
     def make_engine():
-        path = resolve_model(model, models_dir)
+        # Joining the bundled model (first run) must not slow anyone's answers.
+        path = run_in_background(resolve_model, model, models_dir, name="llm-join")
         return build_engine(engine, path, threads=threads, context_size=context_size, entry_gate=entry_gate)
 
     name = PACKAGED_MODEL if model is None else Path(model).name

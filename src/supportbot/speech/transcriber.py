@@ -169,10 +169,12 @@ class FasterWhisperTranscriber:
             return self._model
         with self._lock:
             if self._model is None:
+                from supportbot.background import run_in_background
                 from supportbot.speech.model_files import resolve_model
 
                 started = time.perf_counter()
-                path = resolve_model(self.model_ref, self.models_dir)
+                # Joining the bundled model (first run) must not slow anyone's answers.
+                path = run_in_background(resolve_model, self.model_ref, self.models_dir, name="whisper-join")
                 model = _model_class()(
                     path, device="cpu", compute_type=self.compute_type,
                     cpu_threads=self.threads, num_workers=self.workers,
