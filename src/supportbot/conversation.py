@@ -24,6 +24,7 @@ from asgiref.sync import sync_to_async
 from supportbot.i18n import gettext_for
 from supportbot.pipeline import Answer, AnswerPipeline, Conversation
 from supportbot.support import services
+from supportbot.support.choices import Actor
 from supportbot.support.models import Message
 from supportbot.support.services import CustomerInfo, FeedbackOutcome
 from supportbot.support.voice import attach_transcript
@@ -141,7 +142,7 @@ class ConversationService:
         if answer.limited:
             notice = _("You have asked many questions in the last hour, so I have passed this one to an "
                        "operator. A person will reply here soon.")
-        return await self._hand_over(outcome, actor="bot", reason=answer.reason or "no answer", text=notice)
+        return await self._hand_over(outcome, actor=Actor.BOT, reason=answer.reason or "no answer", text=notice)
 
     # -- commands and other kinds ----------------------------------------------------------------------
     async def command(self, customer: CustomerInfo, command: Command, *, text: str, language: str,
@@ -158,7 +159,7 @@ class ConversationService:
             if incoming.with_operator:
                 return await self._waiting(outcome, incoming, _)
             await self._hand_over(
-                outcome, actor="customer", reason="customer asked for a person (/operator)",
+                outcome, actor=Actor.CUSTOMER, reason="customer asked for a person (/operator)",
                 text=_("I have passed your question to an operator. A person will reply here soon."))
         else:
             await self._say(outcome, _(
@@ -221,7 +222,7 @@ class ConversationService:
         await self._say(outcome, notice, quote=True)
         if hand_over:
             outcome.handed_over = await _db(services.hand_over)(
-                ticket_id=outcome.ticket_id, actor="bot", reason="voice message could not be processed")
+                ticket_id=outcome.ticket_id, actor=Actor.BOT, reason="voice message could not be processed")
         return outcome
 
     # -- failures ----------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class Delivery:
         text = message.text
         if message.source in Message.LLM_SOURCES:
             text = labelled("🤖 " + _("AI answer"), text)
-        keyboard = feedback_keyboard(message.pk, _) if message.source in Message.AUTOMATIC_SOURCES else None
+        keyboard = feedback_keyboard(message.pk, _) if message.is_automatic_answer else None
         reply_to = None
         if message.quote_reply and message.in_reply_to is not None:
             reply_to = message.in_reply_to.telegram_message_id

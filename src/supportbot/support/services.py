@@ -143,7 +143,7 @@ def record_incoming(
     if with_operator:
         if ticket.status == Ticket.Status.ANSWERED:
             change_status(ticket=ticket, new_status=Ticket.Status.WITH_OPERATOR,
-                          actor="customer", reason="customer wrote after the operator's reply")
+                          actor=TicketStatusChange.Actor.CUSTOMER, reason="customer wrote after the operator's reply")
         notify = not ticket.waiting_notice_sent
         if notify:
             ticket.waiting_notice_sent = True
@@ -172,7 +172,7 @@ def hand_over_customer(*, user_id: int, reason: str) -> bool:
     ticket_id = (
         Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).values_list("id", flat=True).first()
     )
-    return ticket_id is not None and hand_over(ticket_id=ticket_id, actor="system", reason=reason)
+    return ticket_id is not None and hand_over(ticket_id=ticket_id, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
 
 
 @transaction.atomic
@@ -283,7 +283,7 @@ def record_feedback(*, message_id: int, customer_id: int, helpful: bool) -> Feed
         return FeedbackOutcome.STALE
     Feedback.objects.create(message=message, helpful=helpful)
     if not helpful:
-        hand_over(ticket_id=message.ticket_id, actor="customer", reason="answer marked not helpful")
+        hand_over(ticket_id=message.ticket_id, actor=TicketStatusChange.Actor.CUSTOMER, reason="answer marked not helpful")
     return FeedbackOutcome.STORED
 
 

@@ -17,14 +17,11 @@ from aiogram.types import ErrorEvent
 from supportbot.bot.delivery import Delivery
 from supportbot.conversation import ConversationService
 from supportbot.i18n import pick_language
+from supportbot.support.errors import DomainError
 from supportbot.support.services import CustomerInfo
 
 log = logging.getLogger(__name__)
 
-try:  # typed domain errors (support.errors); older trees raise ValueError
-    from supportbot.support.errors import DomainError
-except ImportError:  # pragma: no cover
-    DomainError = ValueError  # type: ignore[misc,assignment]
 
 
 async def on_error(event: ErrorEvent, conversation: ConversationService, delivery: Delivery,
