@@ -6,17 +6,31 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ST_STAMP := $(VENV)/.sentence-transformers-stamp
-DB_STAMP := $(VENV)/.database-drivers-stamp
+PG_STAMP := $(VENV)/.postgres-driver-stamp
+MARIADB_STAMP := $(VENV)/.mariadb-driver-stamp
+# Debian packages: what building .venv needs (run), and what the tests need besides (test).
+SYS_RUN_STAMP := $(VENV)/.system-packages-run-stamp
+SYS_TEST_STAMP := $(VENV)/.system-packages-test-stamp
 
-.PHONY: run test test-databases install install-sentence-transformers bench clean-data
+.PHONY: run test test-databases install install-sentence-transformers system-packages bench clean-data
 
 # llama-cpp-python has no binary wheel: pip builds it once (about 6 minutes on 2 cores) and
 # caches the wheel. Built for AVX2 without AMX: ggml's AMX kernels crash on VMs whose CPU
 # reports AMX without the kernel granting it, and a generic build runs on every machine here.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
+# System packages, installed when missing (as root, or with sudo -n; otherwise it says what to
+# install): once present, the stamp skips even the check. See .ci/system-packages.
+$(SYS_RUN_STAMP): .ci/system-packages
+	@.ci/system-packages run $@ "$(PYTHON)"
+
+$(SYS_TEST_STAMP): .ci/system-packages $(SYS_RUN_STAMP)
+	@.ci/system-packages test $@ "$(PYTHON)"
+
+system-packages: $(SYS_RUN_STAMP) $(SYS_TEST_STAMP)
+
 # Re-install only when the project's dependencies change.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml | $(SYS_RUN_STAMP)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing supportbot into $(VENV) (first run: a few minutes, ~10 with the llama.cpp build)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip==25.3" 2>&1 | { grep -v "is ignored: it is neither" || true; }
@@ -33,14 +47,17 @@ $(ST_STAMP): $(STAMP)
 	@touch $(ST_STAMP)
 
 # PostgreSQL and MariaDB drivers for the production-database test run. mysqlclient compiles
-# against libmariadb (Debian: libmariadb-dev pkg-config, which .ci/run installs); without
-# them only psycopg is installed and the MariaDB run says it is skipped.
-$(DB_STAMP): $(STAMP)
+# against libmariadb (Debian: libmariadb-dev pkg-config, from the system packages step); without
+# them it is not installed (no stamp: looked for again next time) and the MariaDB run says it is
+# skipped.
+$(PG_STAMP): $(STAMP)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[postgres]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $@
+
+$(MARIADB_STAMP): $(STAMP) | $(SYS_TEST_STAMP)
 	@if pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mariadb 2>/dev/null; then \
-		$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mysql]' 2>&1 | { grep -v "is ignored: it is neither" || true; }; \
+		$(PY) -m pip install --quiet --disable-pip-version-check -e '.[mysql]' 2>&1 | { grep -v "is ignored: it is neither" || true; } && touch $@; \
 	else echo "libmariadb-dev / pkg-config not found: the MariaDB test run will be skipped"; fi
-	@touch $(DB_STAMP)
 
 install: $(STAMP)
 
@@ -49,12 +66,14 @@ install-sentence-transformers: $(ST_STAMP)
 run: $(STAMP)
 	@$(VENV)/bin/supportbot run
 
-test: $(STAMP) $(ST_STAMP) $(DB_STAMP)
+# `make run` needs no system package beyond building .venv (the speech tools and libmariadb
+# are for the tests); pytest's failure stops make with a non-zero status before the database run.
+test: $(SYS_TEST_STAMP) $(STAMP) $(ST_STAMP) $(PG_STAMP) $(MARIADB_STAMP)
 	@$(PY) -m pytest
 	@$(PY) tests/databases.py
 
 # The database-heavy tests again on PostgreSQL and MariaDB (127.0.0.1, default ports).
-test-databases: $(DB_STAMP)
+test-databases: $(PG_STAMP) $(MARIADB_STAMP)
 	@$(PY) tests/databases.py
 
 bench: $(STAMP)
