@@ -92,8 +92,8 @@ class Delivery:
                 if rest:  # the loop takes them, in order, as soon as they are due
                     await _off_loop(services.release_now)(message_ids=rest)
                     self._wake.set()
-                if draft is not None and draft.message_id is not None and not draft.finished:
-                    await draft.discard()  # no half-written answer stays behind
+                if draft is not None and not draft.finished:
+                    await draft.discard()  # no half-written answer stays behind, nor its updater
                 return False
         return True
 
@@ -175,6 +175,10 @@ class Delivery:
         reply_to = None
         if message.quote_reply and message.in_reply_to is not None:
             reply_to = message.in_reply_to.telegram_message_id
+        if draft is not None and draft.message_id is None:
+            # Never shown (its first send failed or is still on its way): stop its updater, or
+            # it would send a stale copy after the answer. The answer goes out as a new message.
+            await draft.discard()
         parts = split_text(text)
         start = min(message.delivery_parts_sent, len(parts) - 1)
         last_id = message.telegram_message_id or 0
