@@ -9,7 +9,7 @@ import pytest
 from supportbot.cli import main
 from supportbot.config import get_settings
 
-from .llm_helpers import smollm2_path
+from ..llm_helpers import smollm2_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

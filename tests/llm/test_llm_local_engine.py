@@ -14,7 +14,7 @@ from supportbot.llm.chain import AnswerChain, ChainStep
 from supportbot.llm.engines import LlamaCppEngine
 from supportbot.llm.local import LocalAnswerer
 
-from .llm_helpers import ScriptedAnswerer, smollm2_path
+from ..llm_helpers import ScriptedAnswerer, smollm2_path
 
 pytestmark = pytest.mark.slow
 

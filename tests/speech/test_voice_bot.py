@@ -16,8 +16,8 @@ from supportbot.speech.audio import decode
 from supportbot.support.models import FaqEntry, Message, Ticket
 from supportbot.support.voice import AudioStore
 
-from .conftest import wait_until
-from .voice_samples import encode, silence, spoken, tone  # noqa: F401 (fixture)
+from ..conftest import wait_until
+from ..voice_samples import encode, silence, spoken, tone  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

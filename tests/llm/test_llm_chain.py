@@ -8,7 +8,7 @@ import time
 from supportbot.llm.chain import AnswerChain, ChainStep, StepReport
 from supportbot.llm.prompt import REFUSAL_MARKER, build_messages
 
-from .llm_helpers import ScriptedAnswerer
+from ..llm_helpers import ScriptedAnswerer
 
 MESSAGES = build_messages("Is delivery free over 2000 UAH?", entries=[], language="en")
 

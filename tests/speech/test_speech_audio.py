@@ -8,7 +8,7 @@ import pytest
 
 from supportbot.speech.audio import CorruptAudio, NotAudio, TooLong, decode, is_silent
 
-from .voice_samples import encode, silence, tone
+from ..voice_samples import encode, silence, tone
 
 
 def test_ogg_opus_voice_decodes_to_16khz_mono():

@@ -24,7 +24,7 @@ from django.utils import timezone
 from supportbot.support import services
 from supportbot.support.models import Message, TelegramUser, Ticket
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

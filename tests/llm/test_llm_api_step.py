@@ -11,7 +11,7 @@ from supportbot.llm.api import ApiAnswerer
 from supportbot.llm.chain import AnswerChain, ChainStep
 from supportbot.llm.prompt import build_messages
 
-from .llm_helpers import FakeOpenAI, ScriptedAnswerer
+from ..llm_helpers import FakeOpenAI, ScriptedAnswerer
 
 MESSAGES = build_messages("Is delivery free over 2000 UAH?", entries=[], language="en")
 
@@ -122,7 +122,7 @@ def llama_server():
     import sys
     import urllib.request
 
-    from .llm_helpers import smollm2_path
+    from ..llm_helpers import smollm2_path
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "supportbot"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "supportbot"
 
 
 def _imports(room: str, target: str) -> dict[str, set[str]]:
