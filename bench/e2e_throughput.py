@@ -43,7 +43,7 @@ SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
 
 def answerable_questions() -> list[tuple[str, str]]:
     """(question, language) pairs that the shipped matcher answers from the FAQ."""
-    from supportbot.bot.runner import build_pipeline, prepare_index
+    from supportbot.assembly import build_pipeline, prepare_index
 
     pipeline = build_pipeline()
     prepare_index(pipeline)

@@ -109,7 +109,7 @@ def scale_check(path: Path, split: str, entries: int, texts_per_entry: int = 10)
 
     _, queries, _ = load_bench(path, split, baseline=False)
     fresh_django("faqscale")
-    from supportbot.bot.runner import build_pipeline
+    from supportbot.assembly import build_pipeline
     from supportbot.knowledge.sync import bump_version
     from supportbot.support.models import FaqEmbedding, FaqEntry
 
@@ -180,7 +180,7 @@ def main() -> int:
     faq, queries, faq_ids = load_bench(args.bench, args.split, baseline=args.baseline)
     fresh_django("faqmatch")
 
-    from supportbot.bot.runner import build_pipeline, prepare_index
+    from supportbot.assembly import build_pipeline, prepare_index
     from supportbot.config import get_settings
     from supportbot.knowledge.decision import BASELINE
     from supportbot.support.faq_io import import_faq

@@ -258,7 +258,7 @@ def main() -> int:
 
     fresh_django("faqsearch")
     from supportbot.knowledge.decision import policy_for
-    from supportbot.knowledge.embedders import default_embedder
+    from supportbot.assembly import default_embedder
     from supportbot.knowledge.index import FaqIndex
 
     embedder = default_embedder()

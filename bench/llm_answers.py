@@ -146,7 +146,7 @@ async def ask_all(questions: list[dict], *, user_base: int = 70_000) -> list[dic
 
 def faq_alone(questions: list[dict]) -> list[bool]:
     """Whether the FAQ matcher alone would answer each question (confident match)."""
-    from supportbot.bot.runner import build_pipeline, prepare_index
+    from supportbot.assembly import build_pipeline, prepare_index
 
     pipeline = build_pipeline(llm=None)
     prepare_index(pipeline)

@@ -72,7 +72,7 @@ def fake(monkeypatch):
     from .fakes import BagOfWordsEmbedder
 
     fake = BagOfWordsEmbedder(dim=1024)
-    monkeypatch.setattr("supportbot.knowledge.embedders.default_embedder", lambda: fake)
+    monkeypatch.setattr("supportbot.assembly.default_embedder", lambda: fake)
     return fake
 
 

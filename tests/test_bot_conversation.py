@@ -229,7 +229,8 @@ async def test_long_message_and_markup_characters_go_through(transactional_db, b
 
 
 async def test_a_failure_gets_an_apology_and_a_person(transactional_db, sandbox, customer_api):
-    from supportbot.bot.runner import BotApp, build_pipeline
+    from supportbot.assembly import build_pipeline
+    from supportbot.bot.runner import BotApp
     from supportbot.config import SANDBOX_BOT_TOKEN
     from supportbot.pipeline import AnswerPipeline
 

@@ -43,7 +43,8 @@ async def fake_api():
 
 @pytest.fixture
 async def make_bot(sandbox, transactional_db):
-    from supportbot.bot.runner import BotApp, build_pipeline
+    from supportbot.assembly import build_pipeline
+    from supportbot.bot.runner import BotApp
 
     apps = []
 

@@ -9,7 +9,7 @@ import pytest
 from supportbot.config import ConfigError, Settings, load_settings
 from supportbot.llm.api import ApiAnswerer
 from supportbot.llm.local import LocalAnswerer
-from supportbot.llm.setup import build_fallback
+from supportbot.assembly import Process
 
 
 def _settings(tmp_path, **values) -> Settings:
@@ -22,7 +22,7 @@ def test_defaults_local_model_on_api_off_without_a_key(tmp_path, caplog, monkeyp
     cfg = Settings(_env_file=None, supportbot_data_dir=tmp_path)
     assert cfg.local_llm_enabled and cfg.local_llm_engine == "llama.cpp" and cfg.local_llm_model is None
     with caplog.at_level(logging.WARNING, logger="supportbot.llm.setup"):
-        fallback = build_fallback(cfg)
+        fallback = Process(cfg).llm_fallback()
     assert [type(s.answerer) for s in fallback.chain.steps] == [LocalAnswerer]
     assert fallback.chain.steps[0].timeout == cfg.local_llm_timeout
     assert fallback.local is fallback.chain.steps[0].answerer
@@ -35,13 +35,14 @@ def test_defaults_local_model_on_api_off_without_a_key(tmp_path, caplog, monkeyp
 
 def test_the_same_local_model_is_shared_by_every_pipeline_of_a_process(tmp_path):
     cfg = _settings(tmp_path, local_llm_enabled=True)
-    assert build_fallback(cfg).local is build_fallback(cfg).local
+    parts = Process(cfg)
+    assert parts.llm_fallback().local is parts.llm_fallback().local
 
 
 def test_a_key_switches_the_api_step_on_after_the_local_one(tmp_path):
     cfg = _settings(tmp_path, local_llm_enabled=True, api_llm_enabled=True, openai_api_key="sk-test",
                     openai_base_url="http://127.0.0.1:9/v1/", openai_model="my-model", api_llm_timeout=7)
-    steps = build_fallback(cfg).chain.steps
+    steps = Process(cfg).llm_fallback().chain.steps
     assert [s.answerer.source for s in steps] == ["local_llm", "api_llm"]
     api = steps[1].answerer
     assert isinstance(api, ApiAnswerer) and api.model_name == "my-model" and steps[1].timeout == 7
@@ -50,12 +51,12 @@ def test_a_key_switches_the_api_step_on_after_the_local_one(tmp_path):
 
 
 def test_each_step_has_its_switch(tmp_path):
-    only_api = build_fallback(_settings(tmp_path, local_llm_enabled=False, api_llm_enabled=True,
-                                        openai_api_key="sk-test"))
+    only_api = Process(_settings(tmp_path, local_llm_enabled=False, api_llm_enabled=True,
+                                 openai_api_key="sk-test")).llm_fallback()
     assert [s.answerer.source for s in only_api.chain.steps] == ["api_llm"]
     assert only_api.chain.off[0].summary() == "local_llm: off (LOCAL_LLM_ENABLED=false)"
-    assert build_fallback(_settings(tmp_path, local_llm_enabled=False, api_llm_enabled=False,
-                                    openai_api_key="sk-test")) is None
+    assert Process(_settings(tmp_path, local_llm_enabled=False, api_llm_enabled=False,
+                             openai_api_key="sk-test")).llm_fallback() is None
 
 
 def test_bad_llm_settings_name_the_variable(monkeypatch):

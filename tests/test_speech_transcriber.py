@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from supportbot.speech import default_transcriber
+from supportbot.assembly import default_transcriber
 
 from .voice_samples import encode, silence, spoken, tone  # noqa: F401 (fixture)
 

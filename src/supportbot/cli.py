@@ -69,7 +69,7 @@ def _create_first_admin() -> None:
 def _prepare() -> None:
     from django.core.management import call_command
 
-    from supportbot.knowledge.embedders import default_embedder
+    from supportbot.assembly import default_embedder
     from supportbot.knowledge.sync import sync_embeddings
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -106,7 +106,7 @@ async def _run_bot(cfg, *, token: str, api_url: str) -> None:
     from supportbot.bot.runner import BotApp
 
     app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
-                 refresh_seconds=cfg.faq_refresh_seconds, warm_up_speech=True, warm_up_llm=True)
+                 refresh_seconds=cfg.faq.refresh_seconds, warm_up_speech=True, warm_up_llm=True)
     await app.run_forever()
 
 
@@ -211,7 +211,8 @@ def cmd_export_faq(args) -> int:
 
 def _transcribe_file(path: str, language: str | None):
     """``ask --voice``: the bot's own transcriber on a local file; None (after saying why) when it cannot."""
-    from supportbot.speech import AudioError, default_transcriber
+    from supportbot.assembly import default_transcriber
+    from supportbot.speech import AudioError
 
     try:
         transcript = default_transcriber().transcribe(Path(path), language_hint=language)
@@ -248,7 +249,7 @@ def cmd_ask(args) -> int:
             return 1
         question = heard.text
     language = args.language or cfg.default_language
-    pipeline = build_pipeline(threshold=cfg.faq_match_threshold)
+    pipeline = build_pipeline()  # FAQ_MATCH_THRESHOLD and the LLM steps from the settings
     prepare_index(pipeline)
     # The same conversation service as the bot, so the ticket rules apply; nothing is sent.
     service = ConversationService(pipeline, deliver=False)
@@ -357,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     from supportbot.logs import configure_logging, settings_secrets
 
     try:
-        configure_logging(verbose=args.verbose, secrets=settings_secrets(_settings()))
+        # Long-running commands log what they do; one-shot ones print their result, and warnings.
+        level = logging.INFO if args.command in ("run", "bot", "web", "sandbox") else logging.WARNING
+        configure_logging(verbose=args.verbose, secrets=settings_secrets(_settings()), level=level)
         _setup_django()
         if args.command not in ("sandbox",):
             from django.db import connection

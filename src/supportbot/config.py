@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +22,86 @@ LANGUAGES = ("uk", "ru", "en")
 
 class ConfigError(Exception):
     """A setting has a bad value; the message names the variable."""
+
+
+# -- the groups each part of the product receives ------------------------------------------
+# Settings are read once per process (``load_settings``) and handed down by the assembly
+# (``supportbot.assembly``): each part gets its own group, never the whole environment.
+@dataclass(frozen=True)
+class TelegramSettings:
+    token: SecretStr | None
+    api_url: str
+    sandbox_host: str
+    sandbox_port: int
+
+    @property
+    def sandbox_mode(self) -> bool:
+        return self.token is None
+
+
+@dataclass(frozen=True)
+class FaqSettings:
+    embedding_backend: str
+    embedding_model: str | None
+    embedding_threads: int
+    match_threshold: float | None
+    refresh_seconds: float
+    classifier_max_entries: int
+
+
+@dataclass(frozen=True)
+class SpeechSettings:
+    model: str
+    compute_type: str
+    beam_size: int
+    threads: int
+    short_windows: bool
+    max_seconds: int
+    concurrency: int
+    queue_size: int
+    languages: tuple[str, ...]
+    keep_audio: bool
+    audio_retention_days: int
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    local_enabled: bool
+    local_engine: str
+    local_model: Path | None
+    local_timeout: float
+    local_threads: int
+    local_queue: int
+    local_context_size: int
+    local_entry_gate: float
+    api_enabled: bool
+    openai_api_key: SecretStr | None
+    openai_base_url: str | None
+    openai_model: str
+    api_timeout: float
+    api_retries: int
+    max_calls_per_hour: int
+    context_entries: int
+    history_messages: int
+    max_tokens: int
+    max_answer_chars: int
+    stream_edit_seconds: float
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """The delivery path: the lease on a claimed message and the back-off after failures."""
+
+    lease: timedelta
+    retry_seconds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str
+    port: int
+    allowed_hosts: list[str]
+    debug: bool
 
 
 class Settings(BaseSettings):
@@ -91,6 +173,9 @@ class Settings(BaseSettings):
     # than this was abandoned by a crash; it is re-sent once, marked (see support.services).
     # Must exceed the longest send (aiogram waits up to 60 s per request, one per 4,096 chars).
     outbox_lease_seconds: int = Field(default=300, ge=60, le=86400)
+    #: Seconds before retry 1, 2, ... of a message Telegram answered with a 5xx or never
+    #: answered (network, timeout); after the last one (5 attempts in all) it is failed, visibly.
+    delivery_retry_seconds: str = "1,5,30,120"
 
     # Web
     django_secret_key: SecretStr | None = None
@@ -127,6 +212,17 @@ class Settings(BaseSettings):
         if not codes or any(not (2 <= len(c) <= 3 and c.isalpha() and c.isascii()) for c in codes):
             raise ValueError("must be a comma-separated list of Whisper language codes, e.g. uk,ru,en")
         return ",".join(dict.fromkeys(codes))
+
+    @field_validator("delivery_retry_seconds")
+    @classmethod
+    def _retry_seconds(cls, value: str) -> str:
+        try:
+            seconds = [float(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError("must be a comma-separated list of seconds, e.g. 1,5,30,120") from None
+        if not seconds or any(not 0 <= v <= 3600 for v in seconds):
+            raise ValueError("must be a comma-separated list of seconds between 0 and 3600, e.g. 1,5,30,120")
+        return ",".join(f"{v:g}" for v in seconds)
 
     @field_validator("openai_base_url")
     @classmethod
@@ -175,6 +271,41 @@ class Settings(BaseSettings):
     @property
     def sandbox_mode(self) -> bool:
         return self.telegram_bot_token is None
+
+    @cached_property
+    def telegram(self) -> TelegramSettings:
+        return TelegramSettings(self.telegram_bot_token, self.telegram_api_url, self.sandbox_host, self.sandbox_port)
+
+    @cached_property
+    def faq(self) -> FaqSettings:
+        return FaqSettings(self.embedding_backend, self.embedding_model, self.embedding_threads,
+                           self.faq_match_threshold, self.faq_refresh_seconds, self.faq_classifier_max_entries)
+
+    @cached_property
+    def speech(self) -> SpeechSettings:
+        return SpeechSettings(
+            self.whisper_model, self.whisper_compute_type, self.whisper_beam_size, self.whisper_threads,
+            self.whisper_short_windows, self.voice_max_seconds, self.voice_concurrency, self.voice_queue_size,
+            self.speech_language_list, self.keep_audio, self.audio_retention_days)
+
+    @cached_property
+    def llm(self) -> LlmSettings:
+        return LlmSettings(
+            self.local_llm_enabled, self.local_llm_engine, self.local_llm_model, self.local_llm_timeout,
+            self.local_llm_threads, self.local_llm_queue, self.local_llm_context_size, self.local_llm_entry_gate,
+            self.api_llm_enabled, self.openai_api_key, self.openai_base_url, self.openai_model,
+            self.api_llm_timeout, self.api_llm_retries, self.llm_max_calls_per_hour, self.llm_context_entries,
+            self.llm_history_messages, self.llm_max_tokens, self.llm_max_answer_chars,
+            self.llm_stream_edit_seconds)
+
+    @cached_property
+    def outbox(self) -> OutboxSettings:
+        return OutboxSettings(timedelta(seconds=self.outbox_lease_seconds),
+                              tuple(float(v) for v in self.delivery_retry_seconds.split(",")))
+
+    @cached_property
+    def web(self) -> WebSettings:
+        return WebSettings(self.web_host, self.web_port, self.hosts, self.debug)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'supportbot.sqlite3'}"

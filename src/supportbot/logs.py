@@ -177,10 +177,13 @@ def _installed_factory() -> RedactingRecordFactory:
     return factory
 
 
-def configure_logging(*, verbose: bool = False, secrets: Iterable[str | SecretStr | None] = ()) -> None:
+def configure_logging(*, verbose: bool = False, secrets: Iterable[str | SecretStr | None] = (),
+                      level: int = logging.INFO) -> None:
     """Set up logging for the process; safe to call again (tests run the CLI many times).
 
-    INFO and above from every logger to stderr; ``verbose`` adds supportbot's DEBUG lines. The
+    ``level`` (INFO) and above from every logger to stderr (one-shot commands such as
+    ``supportbot ask`` pass WARNING: their output is the answer); ``verbose`` shows INFO
+    and adds supportbot's DEBUG lines. The
     ``secrets`` (see :func:`settings_secrets`) and anything shaped like a bot token or a URL
     password are replaced by ``***`` in every record of every logger.
     """
@@ -192,7 +195,7 @@ def configure_logging(*, verbose: bool = False, secrets: Iterable[str | SecretSt
         handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(RedactingFilter(redact))
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(min(level, logging.INFO) if verbose else level)
     logging.getLogger("supportbot").setLevel(logging.DEBUG if verbose else logging.NOTSET)
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from supportbot.bot.runner import build_pipeline
+from supportbot.assembly import build_pipeline
 from supportbot.support.models import FaqEntry
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -37,17 +37,16 @@ FAQ = {
 @pytest.fixture
 def minilm(monkeypatch):
     """The embedder the settings choose with EMBEDDING_BACKEND=sentence-transformers."""
+    from supportbot import assembly
     from supportbot.config import get_settings
-    from supportbot.knowledge import embedders
 
     monkeypatch.setenv("EMBEDDING_BACKEND", "sentence-transformers")
     get_settings.cache_clear()
-    embedders.default_embedder.cache_clear()
     try:
-        yield embedders.default_embedder()
+        yield assembly.default_embedder()
     finally:
         get_settings.cache_clear()
-        embedders.default_embedder.cache_clear()
+        assembly.reset()
 
 
 def test_sentence_transformers_backend_matches_and_hands_over(minilm):

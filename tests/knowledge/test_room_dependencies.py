@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "supportbot"
 def _imports(room: str, target: str) -> dict[str, set[str]]:
     """Module file (relative to the package) -> the ``target`` modules it imports, anywhere in it."""
     found: dict[str, set[str]] = {}
-    for path in sorted((PACKAGE / room).rglob("*.py")):
+    where = PACKAGE / room
+    for path in [where] if where.is_file() else sorted(where.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = {node.module}
@@ -34,11 +35,39 @@ def test_the_support_app_does_not_import_the_faq_index():
     assert _imports("support", "supportbot.knowledge") == {"support/admin.py": {"supportbot.knowledge.index"}}
 
 
-def test_the_faq_index_reaches_the_support_app_in_two_places_only():
-    assert _imports("knowledge", "supportbot.support") == {
-        "knowledge/store.py": {"supportbot.support.faq_store"},  # default_store(): the ORM's FaqStore
-        "knowledge/apps.py": {"supportbot.support.signals"},  # faq_changed: the after-commit sync
-    }
+def test_the_faq_index_reaches_the_support_app_in_one_place_only():
+    # default_store(): the ORM's FaqStore. The after-commit sync is wired by the web app
+    # (web/apps.py, through the assembly), so knowledge/ hears of no support signal itself.
+    assert _imports("knowledge", "supportbot.support") == {"knowledge/store.py": {"supportbot.support.faq_store"}}
+
+
+_LOWER = ["knowledge", "llm", "speech"]
+
+
+def test_lower_rooms_never_import_higher_ones():
+    """bot -> conversation -> pipeline -> knowledge / llm / speech (design.md's direction)."""
+    assert _imports("bot", "supportbot.conversation")  # the check itself sees imports
+    for lower in [*_LOWER, "support"]:
+        for higher in ["supportbot.bot", "supportbot.conversation", "supportbot.assembly", "supportbot.cli",
+                       "supportbot.pipeline"]:
+            found = _imports(lower, higher)
+            # The admin is a front door (Django's): it asks the assembly for this process's index.
+            if lower == "support":
+                found.pop("support/admin.py", None)
+            assert not found, f"{lower}/ imports {higher}: {found}"
+    for lower in _LOWER:
+        assert not _imports(lower, "supportbot.conversation")
+    assert not _imports("conversation.py", "supportbot.bot") and not _imports("conversation.py", "aiogram")
+    assert not _imports("pipeline.py", "supportbot.bot") and not _imports("pipeline.py", "aiogram")
+
+
+def test_settings_are_read_once_by_the_entry_points_and_passed_down():
+    readers = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "get_settings(" in path.read_text(encoding="utf-8"):
+            readers[str(path.relative_to(PACKAGE))] = True
+    # config defines it; the CLI, Django's settings module and the assembly read it; nothing else.
+    assert sorted(readers) == ["assembly.py", "cli.py", "config.py", "web/settings.py"]
 
 
 def test_the_pipeline_imports_without_django_models():

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
-from supportbot.knowledge.index import process_index
+from supportbot import assembly
 from supportbot.support.models import FaqEmbedding, FaqEntry, FaqPhrasing, Feedback, Message, TelegramUser, Ticket
 
 from ..fakes import SHOP, BagOfWordsEmbedder
@@ -25,10 +25,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def fake(monkeypatch):
     fake = BagOfWordsEmbedder(dim=1024)
-    monkeypatch.setattr("supportbot.knowledge.embedders.default_embedder", lambda: fake)
-    process_index.cache_clear()  # a fresh index for this test's database
+    monkeypatch.setattr("supportbot.assembly.default_embedder", lambda: fake)
+    assembly.reset()  # a fresh index for this test's database
     yield fake
-    process_index.cache_clear()
+    assembly.reset()
 
 
 @pytest.fixture

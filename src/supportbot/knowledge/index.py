@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from supportbot.knowledge.decision import MatchPolicy, policy_for
 from supportbot.knowledge.embedders import Embedder
 from supportbot.knowledge.store import FaqStore, default_store
 from supportbot.knowledge.text import clean_question
+
+if TYPE_CHECKING:
+    from supportbot.config import FaqSettings
 
 log = logging.getLogger(__name__)
 
@@ -265,25 +268,13 @@ class FaqIndex:
         return EntryMatch(entry, snap.keys[entry], float(per_entry[slot]), snap.languages.get(entry, ""), **extra)
 
 
-@lru_cache(maxsize=1)
-def process_index() -> FaqIndex:
-    """This process's index for checks outside the bot (the admin's near-duplicate
-    warning); built lazily with the settings' embedder and policy, refreshed by the caller."""
-    from supportbot.config import get_settings
-    from supportbot.knowledge.embedders import default_embedder
-
-    embedder = default_embedder()
-    return FaqIndex(embedder, configured_policy(embedder.name, get_settings().faq_match_threshold))
-
-
-def near_duplicate(question: str, *, entry_id: int | None, index: FaqIndex | None = None) -> EntryMatch | None:
+def near_duplicate(question: str, *, entry_id: int | None, index: FaqIndex) -> EntryMatch | None:
     """The other entry that ``question`` already matches confidently, or None.
 
-    Uses the same matcher as the bot (``index``, default: this process's, refreshed
-    first), as if entry ``entry_id`` were not in the FAQ: a question the bot would
-    answer with a different entry means two entries compete for the same customers.
+    Uses the same matcher as the bot (``index``, refreshed first), as if entry
+    ``entry_id`` were not in the FAQ: a question the bot would answer with a
+    different entry means two entries compete for the same customers.
     """
-    index = index or process_index()
     index.refresh()
     result = index.search(question, k=2, exclude_entry=entry_id)
     if not result.confident or result.best is None or result.best.entry_id == entry_id:
@@ -291,12 +282,10 @@ def near_duplicate(question: str, *, entry_id: int | None, index: FaqIndex | Non
     return result.best
 
 
-def configured_policy(model_name: str, threshold: float | None) -> MatchPolicy:
+def configured_policy(model_name: str, threshold: float | None, faq: FaqSettings) -> MatchPolicy:
     """The model's policy with the settings applied: ``threshold`` (``FAQ_MATCH_THRESHOLD``
     or a caller's override, None: none) and ``FAQ_CLASSIFIER_MAX_ENTRIES``."""
-    from supportbot.config import get_settings
-
-    return policy_for(model_name, threshold, classifier_max_entries=get_settings().faq_classifier_max_entries)
+    return policy_for(model_name, threshold, classifier_max_entries=faq.classifier_max_entries)
 
 
 def _positions(held: np.ndarray, wanted: np.ndarray) -> np.ndarray:

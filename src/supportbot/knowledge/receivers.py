@@ -1,8 +1,9 @@
 """The FAQ index's side of FAQ changes: embed what changed, tell every process.
 
-Connected in ``KnowledgeConfig.ready()`` to ``support.signals.faq_changed``, which the
-support app sends once per committed transaction that changed FAQ entries or
-phrasings (never for one that rolled back).
+Connected by the web app (``supportbot.web.apps``, through ``assembly.sync_changed_entries``,
+which brings the process's embedder) to ``support.signals.faq_changed``, which the support
+app sends once per committed transaction that changed FAQ entries or phrasings (never
+for one that rolled back).
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
+from supportbot.knowledge.embedders import Embedder
+from supportbot.knowledge.sync import bump_version, sync_embeddings
+
 log = logging.getLogger(__name__)
 
 
-def sync_changed_entries(sender, *, entry_ids: Collection[int], **kwargs) -> None:
+def sync_changed_entries(embedder: Embedder, entry_ids: Collection[int]) -> None:
     """Embed the new or changed texts of ``entry_ids`` and bump the version for every model."""
-    # Imported here: Django start-up stays free of numpy and the models, and tests may
-    # replace the embedder (``embedders.default_embedder``).
-    from supportbot.knowledge.embedders import default_embedder
-    from supportbot.knowledge.sync import bump_version, sync_embeddings
-
-    embedder = default_embedder()
     try:
         if entry_ids:
             sync_embeddings(embedder, entry_ids)

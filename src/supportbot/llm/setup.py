@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supportbot.llm.chain import AnswerChain, ChainStep, StepReport
 from supportbot.llm.local import LocalAnswerer
+
+if TYPE_CHECKING:
+    from supportbot.config import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,50 +33,55 @@ class LlmFallback:
     local: LocalAnswerer | None = None
 
 
-@lru_cache(maxsize=4)
-def shared_local_answerer(engine: str, model: Path | None, models_dir: Path, threads: int,
-                          queue: int, context_size: int, entry_gate: float | None = None) -> LocalAnswerer:
-    """One local model per process (and per configuration): every pipeline shares it."""
+def build_local_answerer(llm: LlmSettings, *, models_dir: Path) -> LocalAnswerer:
+    """The local step's model (not loaded: that happens in its worker, on first use).
+
+    A process keeps one and shares it between its pipelines (``assembly.Process``).
+    """
     from supportbot.background import run_in_background
     from supportbot.llm.engines import build_engine
     from supportbot.llm.model_files import PACKAGED_MODEL, resolve_model
 
+    gate = llm.local_entry_gate if llm.local_entry_gate < 1 else None
+
     def make_engine():
         # Joining the bundled model (first run) must not slow anyone's answers.
-        path = run_in_background(resolve_model, model, models_dir, name="llm-join")
-        return build_engine(engine, path, threads=threads, context_size=context_size, entry_gate=entry_gate)
+        path = run_in_background(resolve_model, llm.local_model, models_dir, name="llm-join")
+        return build_engine(llm.local_engine, path, threads=llm.local_threads,
+                            context_size=llm.local_context_size, entry_gate=gate)
 
-    name = PACKAGED_MODEL if model is None else Path(model).name
-    return LocalAnswerer(make_engine, model_name=name, max_waiting=queue)
+    name = PACKAGED_MODEL if llm.local_model is None else Path(llm.local_model).name
+    return LocalAnswerer(make_engine, model_name=name, max_waiting=llm.local_queue)
 
 
-def build_fallback(cfg) -> LlmFallback | None:
-    """The chain from settings; None when every LLM step is off (FAQ miss -> hand-over)."""
+def build_fallback(llm: LlmSettings, *, local: LocalAnswerer | None = None) -> LlmFallback | None:
+    """The chain the settings describe; None when every LLM step is off (FAQ miss -> hand-over).
+
+    ``local``: the process's local model, required when ``LOCAL_LLM_ENABLED``.
+    """
     steps: list[ChainStep] = []
     off: list[StepReport] = []
-    local = None
-    if cfg.local_llm_enabled:
-        gate = cfg.local_llm_entry_gate if cfg.local_llm_entry_gate < 1 else None
-        local = shared_local_answerer(cfg.local_llm_engine, cfg.local_llm_model, cfg.model_dir,
-                                      cfg.local_llm_threads, cfg.local_llm_queue, cfg.local_llm_context_size, gate)
-        steps.append(ChainStep(local, cfg.local_llm_timeout))
+    if llm.local_enabled:
+        if local is None:
+            raise ValueError("the local LLM step is on: pass the process's local answerer")
+        steps.append(ChainStep(local, llm.local_timeout))
     else:
+        local = None
         off.append(StepReport("local_llm", "", "off", "LOCAL_LLM_ENABLED=false"))
-    if not cfg.api_llm_enabled:
+    if not llm.api_enabled:
         off.append(StepReport("api_llm", "", "off", "API_LLM_ENABLED=false"))
-    elif cfg.openai_api_key is None:
+    elif llm.openai_api_key is None:
         log.warning("API LLM step off: OPENAI_API_KEY is not set")
         off.append(StepReport("api_llm", "", "off", "OPENAI_API_KEY is not set"))
     else:
         from supportbot.llm.api import ApiAnswerer
 
-        api = ApiAnswerer(api_key=cfg.openai_api_key.get_secret_value(), model=cfg.openai_model,
-                          base_url=cfg.openai_base_url, max_retries=cfg.api_llm_retries)
-        steps.append(ChainStep(api, cfg.api_llm_timeout))
+        api = ApiAnswerer(api_key=llm.openai_api_key.get_secret_value(), model=llm.openai_model,
+                          base_url=llm.openai_base_url, max_retries=llm.api_retries)
+        steps.append(ChainStep(api, llm.api_timeout))
     if not steps:
         return None
-    chain = AnswerChain(steps, max_tokens=cfg.llm_max_tokens, max_answer_chars=cfg.llm_max_answer_chars, off=off)
-    return LlmFallback(chain, context_entries=cfg.llm_context_entries,
-                       history_messages=cfg.llm_history_messages,
-                       max_calls_per_hour=cfg.llm_max_calls_per_hour,
-                       stream_edit_seconds=cfg.llm_stream_edit_seconds, local=local)
+    chain = AnswerChain(steps, max_tokens=llm.max_tokens, max_answer_chars=llm.max_answer_chars, off=off)
+    return LlmFallback(chain, context_entries=llm.context_entries, history_messages=llm.history_messages,
+                       max_calls_per_hour=llm.max_calls_per_hour, stream_edit_seconds=llm.stream_edit_seconds,
+                       local=local)

@@ -23,7 +23,6 @@ from django.template import engines
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from supportbot.config import get_settings
 
 # Only the control-API routes the page uses; anything else (the Bot API with its
 # token, "..", odd characters) never reaches the sandbox.
@@ -41,13 +40,13 @@ _NOT_RUNNING = (
 
 def _sandbox_base() -> str:
     """The control API's base URL (tests point it at their own server)."""
-    cfg = get_settings()
+    cfg = settings.SUPPORTBOT
     return f"http://{cfg.sandbox_host}:{cfg.sandbox_port}/sandbox/api/"
 
 
 @staff_member_required
 def chat_page(request: HttpRequest) -> HttpResponse:
-    cfg = get_settings()
+    cfg = settings.SUPPORTBOT
     context = {
         **admin.site.each_context(request),
         "title": "Sandbox chat",

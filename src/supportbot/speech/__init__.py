@@ -5,14 +5,13 @@ Importing this package is cheap: faster-whisper, CTranslate2 and PyAV load on fi
 """
 
 from supportbot.speech.audio import AudioError, CorruptAudio, NotAudio, TooLong
-from supportbot.speech.queue import QueueFull, TranscriptionQueue, build_queue
+from supportbot.speech.queue import QueueFull, TranscriptionQueue
 from supportbot.speech.transcriber import (
     FasterWhisperTranscriber,
     Transcriber,
     Transcript,
     build_transcriber,
     choose_language,
-    default_transcriber,
 )
 
 __all__ = [
@@ -25,8 +24,6 @@ __all__ = [
     "Transcriber",
     "TranscriptionQueue",
     "Transcript",
-    "build_queue",
     "build_transcriber",
     "choose_language",
-    "default_transcriber",
 ]

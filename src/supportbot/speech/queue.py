@@ -66,13 +66,3 @@ class TranscriptionQueue:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def build_queue(cfg, transcriber: Transcriber | None = None) -> TranscriptionQueue:
-    from supportbot.speech.transcriber import default_transcriber
-
-    return TranscriptionQueue(
-        transcriber or default_transcriber(), concurrency=cfg.voice_concurrency,
-        max_waiting=cfg.voice_queue_size, max_seconds=cfg.voice_max_seconds,
-        languages=cfg.speech_language_list,
-    )

@@ -1,7 +1,7 @@
 """Speech to text behind one small protocol, with a local faster-whisper implementation.
 
 The constructor only stores configuration; the model loads on first use, once per
-process (``default_transcriber()``), and ``transcribe`` is a blocking call that the
+process (``assembly.default_transcriber()``), and ``transcribe`` is a blocking call that the
 bot runs in its worker pool (:mod:`supportbot.speech.queue`), never on the event loop.
 """
 
@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from supportbot.speech.audio import SAMPLE_RATE, AudioSource, decode, is_silent
+
+if TYPE_CHECKING:
+    from supportbot.config import SpeechSettings
 
 log = logging.getLogger(__name__)
 
@@ -249,18 +251,10 @@ class FasterWhisperTranscriber:
         return choose_language(probabilities, self.languages, hint)
 
 
-def build_transcriber(cfg) -> FasterWhisperTranscriber:
+def build_transcriber(speech: SpeechSettings, *, models_dir: Path) -> FasterWhisperTranscriber:
+    """The transcriber the settings describe (not loaded: that happens on first use)."""
     return FasterWhisperTranscriber(
-        cfg.whisper_model, models_dir=cfg.model_dir, compute_type=cfg.whisper_compute_type,
-        beam_size=cfg.whisper_beam_size, threads=cfg.whisper_threads, workers=cfg.voice_concurrency,
-        languages=cfg.speech_language_list, max_seconds=cfg.voice_max_seconds,
-        short_windows=cfg.whisper_short_windows,
+        speech.model, models_dir=models_dir, compute_type=speech.compute_type,
+        beam_size=speech.beam_size, threads=speech.threads, workers=speech.concurrency,
+        languages=speech.languages, max_seconds=speech.max_seconds, short_windows=speech.short_windows,
     )
-
-
-@lru_cache(maxsize=1)
-def default_transcriber() -> Transcriber:
-    """The process's transcriber, chosen by settings; loads its model lazily."""
-    from supportbot.config import get_settings
-
-    return build_transcriber(get_settings())

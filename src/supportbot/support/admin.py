@@ -66,11 +66,13 @@ class FaqEntryAdmin(admin.ModelAdmin):
         entry = form.instance
         if not entry.is_active:
             return
-        # The admin is a front door: the one place in this app that calls the FAQ index.
+        # The admin is a front door: the one place in this app that calls the FAQ index,
+        # this process's (built by the assembly, like the bot's).
+        from supportbot.assembly import process
         from supportbot.knowledge.index import near_duplicate
 
         try:
-            match = near_duplicate(entry.question, entry_id=entry.pk)
+            match = near_duplicate(entry.question, entry_id=entry.pk, index=process().checks_index())
             other = None if match is None else FaqEntry.objects.filter(pk=match.entry_id, is_active=True).first()
         except Exception:  # a warning must never block an operator's save
             log.exception("near-duplicate check failed for FAQ entry %s", entry.pk)

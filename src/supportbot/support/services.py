@@ -336,9 +336,9 @@ def save_answer_to_faq(*, message: Message, key: str | None = None, question: st
         question = asked.text.strip()
     language = (message.ticket.user.language_code or "")[:2]
     if language not in {"uk", "ru", "en"}:
-        from supportbot.config import get_settings
+        from django.conf import settings
 
-        language = get_settings().default_language
+        language = settings.SUPPORTBOT.default_language
     base = key or slugify(question, allow_unicode=False)[:60] or "operator-answer"
     candidate, n = base, 2
     while FaqEntry.objects.filter(key=candidate).exists():
@@ -420,9 +420,10 @@ _UNDELIVERED = (Message.Delivery.PENDING, Message.Delivery.SENDING)
 
 
 def outbox_lease() -> timedelta:
-    from supportbot.config import get_settings
+    """``OUTBOX_LEASE_SECONDS``, as this process read it."""
+    from django.conf import settings
 
-    return timedelta(seconds=get_settings().outbox_lease_seconds)
+    return settings.SUPPORTBOT.outbox.lease
 
 
 def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:

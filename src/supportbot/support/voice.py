@@ -14,11 +14,15 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections
 from django.utils import timezone
 
 from supportbot.support.models import Message
+
+if TYPE_CHECKING:
+    from supportbot.config import SpeechSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +36,9 @@ CONTENT_TYPES = {
 
 
 def audio_root() -> Path:
-    from supportbot.config import get_settings
+    from django.conf import settings
 
-    return get_settings().data_dir / "audio"
+    return settings.SUPPORTBOT.data_dir / "audio"
 
 
 class AudioStore:
@@ -46,8 +50,8 @@ class AudioStore:
         self.retention = dt.timedelta(days=retention_days)
 
     @classmethod
-    def from_settings(cls, cfg) -> AudioStore:
-        return cls(cfg.data_dir / "audio", keep=cfg.keep_audio, retention_days=cfg.audio_retention_days)
+    def from_settings(cls, speech: SpeechSettings, *, data_dir: Path) -> AudioStore:
+        return cls(data_dir / "audio", keep=speech.keep_audio, retention_days=speech.audio_retention_days)
 
     def save(self, data: bytes, *, suffix: str) -> str:
         """Write ``data`` atomically; return its path relative to the root ("" when not keeping)."""
@@ -170,11 +174,10 @@ def audio_view(request, message_id: int):
 
     if not request.user.has_perm("support.view_message"):
         raise Http404
-    message = get_object_or_404(Message, pk=message_id)
-    from supportbot.config import get_settings
+    from django.conf import settings
 
-    cfg = get_settings()
-    store = AudioStore(audio_root(), keep=cfg.keep_audio, retention_days=cfg.audio_retention_days)
+    message = get_object_or_404(Message, pk=message_id)
+    store = AudioStore.from_settings(settings.SUPPORTBOT.speech, data_dir=settings.SUPPORTBOT.data_dir)
     path = store.path_of(message.audio_file)
     if path is None:
         raise Http404("The recording was not kept or has expired.")

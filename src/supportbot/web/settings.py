@@ -9,6 +9,8 @@ import dj_database_url
 from supportbot.config import get_settings
 
 _cfg = get_settings()
+#: supportbot's own settings, read once: the Django side (admin, sandbox page) reads them here.
+SUPPORTBOT = _cfg
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = _cfg.data_dir
@@ -26,8 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "supportbot.support.apps.SupportConfig",
-    # No models: it keeps the FAQ index in step with FAQ changes (support.signals.faq_changed).
-    "supportbot.knowledge.apps.KnowledgeConfig",
+    # No models: wires FAQ changes (support.signals.faq_changed) to the FAQ index's sync.
+    "supportbot.web.apps.WebConfig",
 ]
 
 MIDDLEWARE = [
