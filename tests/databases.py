@@ -19,7 +19,7 @@ import time
 from urllib.parse import urlsplit
 
 TESTS = [
-    "tests/test_bot_conversation.py",
+    "tests/bot/test_bot_conversation.py",
     "tests/support/test_operator_reply.py",
     "tests/bot/test_outbox_lease.py",
     "tests/bot/test_delivery_faults.py",
@@ -29,7 +29,7 @@ TESTS = [
     "tests/support/test_admin_faq_tools.py",
     "tests/support/test_admin_llm_details.py",
     "tests/speech/test_voice_admin.py",
-    "tests/test_llm_bot.py",
+    "tests/llm/test_llm_bot.py",
     "tests/support/test_ticket_concurrency.py",
     "tests/support/test_customer_profile.py",
 ]

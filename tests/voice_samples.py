@@ -20,7 +20,7 @@ def _require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         message = (f"{tool} is not installed: apt-get install espeak-ng festival festvox-ru "
-                   "(.ci/run does this on a fresh machine)")
+                   "(make test does this on a fresh machine)")
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

@@ -18,8 +18,8 @@ from supportbot.llm.prompt import SYSTEM_PROMPT
 from supportbot.llm.setup import LlmFallback
 from supportbot.support.models import Feedback, Message, Ticket
 
-from .conftest import wait_until
-from .llm_helpers import FakeOpenAI
+from ..conftest import wait_until
+from ..llm_helpers import FakeOpenAI
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -211,7 +211,7 @@ async def test_the_real_local_engine_streams_a_marked_answer(transactional_db, m
     """llama.cpp with the tiny SmolLM2 (mechanics, not quality): local_llm, streamed, marked, buttons."""
     from supportbot.llm.engines import LlamaCppEngine
 
-    from .llm_helpers import smollm2_path
+    from ..llm_helpers import smollm2_path
 
     local = LocalAnswerer(lambda: LlamaCppEngine(smollm2_path(), threads=2, context_size=2048),
                           model_name="smollm2-135m")

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from supportbot.support import services
 from supportbot.support.models import FaqEntry, Feedback, Message, Ticket
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
