@@ -22,6 +22,9 @@ def _env(monkeypatch, **values):
         ("FAQ_MATCH_THRESHOLD", "2"),
         ("FAQ_CLASSIFIER_MAX_ENTRIES", "-1"),
         ("WHISPER_SHORT_WINDOWS", "perhaps"),
+        ("DELIVERY_RETRY_SECONDS", "soon"),
+        ("DELIVERY_RETRY_SECONDS", "1,-5"),
+        ("DELIVERY_RETRY_SECONDS", ","),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value):
@@ -57,3 +60,24 @@ def test_dotenv_file_is_read(monkeypatch, tmp_path):
     (tmp_path / ".env").write_text("WEB_PORT=9123\nDEFAULT_LANGUAGE=uk\n")
     cfg = load_settings()
     assert cfg.web_port == 9123 and cfg.default_language == "uk"
+
+
+def test_models_are_kept_in_one_shared_cache_not_in_the_data_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("SUPPORTBOT_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = Settings(_env_file=None, supportbot_data_dir=tmp_path / "data")
+    assert cfg.model_dir == (tmp_path / "cache" / "supportbot" / "models").resolve()
+    other = Settings(_env_file=None, supportbot_data_dir=tmp_path / "another-data-dir")
+    assert other.model_dir == cfg.model_dir  # a new data dir reuses the joined models
+    chosen = Settings(_env_file=None, supportbot_model_dir=str(tmp_path / "models"))
+    assert chosen.model_dir == (tmp_path / "models").resolve()
+    assert Settings(_env_file=None, supportbot_model_dir="  ").model_dir == cfg.model_dir  # blank: the default
+
+
+def test_settings_come_in_typed_groups(monkeypatch):
+    _env(monkeypatch, DELIVERY_RETRY_SECONDS="0.5, 2,10", OUTBOX_LEASE_SECONDS="120", SPEECH_LANGUAGES="uk,en",
+         FAQ_MATCH_THRESHOLD="0.8")
+    cfg = load_settings()
+    assert cfg.outbox.retry_seconds == (0.5, 2.0, 10.0) and cfg.outbox.lease.total_seconds() == 120
+    assert cfg.speech.languages == ("uk", "en") and cfg.faq.match_threshold == 0.8
+    assert cfg.telegram.sandbox_mode and cfg.web.allowed_hosts == ["localhost", "127.0.0.1"]
