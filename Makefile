@@ -12,7 +12,7 @@ MARIADB_STAMP := $(VENV)/.mariadb-driver-stamp
 SYS_RUN_STAMP := $(VENV)/.system-packages-run-stamp
 SYS_TEST_STAMP := $(VENV)/.system-packages-test-stamp
 
-.PHONY: run test test-databases install install-sentence-transformers system-packages bench clean-data
+.PHONY: run test lint test-databases install install-sentence-transformers system-packages bench clean-data
 
 # llama-cpp-python has no binary wheel: pip builds it once (about 6 minutes on 2 cores) and
 # caches the wheel. Built for AVX2 without AMX: ggml's AMX kernels crash on VMs whose CPU
@@ -66,9 +66,16 @@ install-sentence-transformers: $(ST_STAMP)
 run: $(STAMP)
 	@$(VENV)/bin/supportbot run
 
+# Lint and type checks (configured in pyproject.toml): seconds, so they run before the tests.
+# mypy's Django plugin imports the settings, as pytest does; its first run takes about a minute,
+# later ones a few seconds (.mypy_cache).
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check src tests bench
+	@$(VENV)/bin/mypy
+
 # `make run` needs no system package beyond building .venv (the speech tools and libmariadb
 # are for the tests); pytest's failure stops make with a non-zero status before the database run.
-test: $(SYS_TEST_STAMP) $(STAMP) $(ST_STAMP) $(PG_STAMP) $(MARIADB_STAMP)
+test: $(SYS_TEST_STAMP) $(STAMP) $(ST_STAMP) $(PG_STAMP) $(MARIADB_STAMP) lint
 	@$(PY) -m pytest
 	@$(PY) tests/databases.py
 

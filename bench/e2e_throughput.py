@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fresh_django, percentile, save, table  # noqa: E402
+from _common import fresh_django, percentile, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -94,9 +94,9 @@ async def run_load(args, questions, data_dir: Path) -> dict:
                 try:
                     await exchange(1, questions[0][0], questions[0][1])
                     break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if time.monotonic() > deadline or bot.poll() is not None:
-                        raise SystemExit("the bot did not answer; is the database set up?")
+                        raise SystemExit("the bot did not answer; is the database set up?") from None
             for i in range(20):
                 await exchange(2 + i, *questions[i % len(questions)])
 

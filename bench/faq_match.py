@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fresh_django, percentile, save, table  # noqa: E402
+from _common import fresh_django, percentile, save, table
 
 
 def _slug(faq_id) -> str:
@@ -75,7 +75,7 @@ def sweep(raw: list, policy) -> list[dict]:
                  for mg in [0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04]]
     for knob in knobs:
         candidate = replace(policy, **knob)
-        preds = []
+        preds: list[tuple[str | None, str | None]] = []
         for gold, matches in raw:
             if not matches:
                 preds.append((gold, None))
@@ -92,7 +92,7 @@ def sweep(raw: list, policy) -> list[dict]:
     names = list(knobs[0]) if knobs else []
     print("\nbest settings on this split (wrong-answer rate < 10%):")
     rows = [(k, r) for k, r in grid if r["wrong_answer_rate"] < 0.10][:10]
-    print(table(names + ["balanced", "in-scope", "rejection", "wrong"],
+    print(table([*names, "balanced", "in-scope", "rejection", "wrong"],
                 [[k[n] for n in names] + [r["balanced_accuracy"], r["in_scope_accuracy"], r["oos_rejection"],
                   r["wrong_answer_rate"]] for k, r in rows]))
     return [{**k, **r} for k, r in grid[:20]]
@@ -153,11 +153,11 @@ def scale_check(path: Path, split: str, entries: int, texts_per_entry: int = 10)
                   percentile(matching, 99), per_second, n_texts / per_second]]))
     load = [round(x, 2) for x in os.getloadavg()]
     print(f"machine load average (1/5/15 min): {load} on {os.cpu_count()} cores: other work inflates the tail")
-    result = {"entries": entries, "texts": n_texts, "index_build_seconds": build_s, "load_average": load,
+    report = {"entries": entries, "texts": n_texts, "index_build_seconds": build_s, "load_average": load,
               "latency_ms_p50": percentile(latencies, 50), "latency_ms_p99": percentile(latencies, 99),
               "latency_ms_max": max(latencies), "matching_ms_p50": percentile(matching, 50),
               "matching_ms_p99": percentile(matching, 99), "embedding_texts_per_second": per_second}
-    print(f"results: {save(f'faq_match_scale_{entries}', result)}")
+    print(f"results: {save(f'faq_match_scale_{entries}', report)}")
     return 0
 
 
@@ -211,7 +211,7 @@ def main() -> int:
 
     if args.predictions:
         with args.predictions.open("w", encoding="utf-8") as out:
-            for q, (_, predicted) in zip(queries, rows):
+            for q, (_, predicted) in zip(queries, rows, strict=True):
                 faq_id = None if predicted is None else faq_ids[predicted]  # the file's own id, not the key
                 out.write(json.dumps({"query_id": q["query_id"], "faq_id": faq_id}, ensure_ascii=False) + "\n")
 
@@ -225,14 +225,14 @@ def main() -> int:
         [[m["in_scope_accuracy"], m["oos_rejection"], m["balanced_accuracy"], m["wrong_answer_rate"],
           percentile(latencies, 50), percentile(latencies, 99), len(queries) / wall, build_s]],
     ))
-    result = {"bench": str(args.bench), "split": args.split, "method": method, **m,
+    report = {"bench": str(args.bench), "split": args.split, "method": method, **m,
               "load_average": [round(x, 2) for x in os.getloadavg()],
               "latency_ms_p50": percentile(latencies, 50), "latency_ms_p99": percentile(latencies, 99),
               "questions_per_second": len(queries) / wall, "index_build_seconds": build_s}
 
     if args.sweep:
-        result["sweep_top"] = sweep(raw, index.policy)
-    print(f"results: {save(name, result)}")
+        report["sweep_top"] = sweep(raw, index.policy)
+    print(f"results: {save(name, report)}")
     return 0
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fresh_django, percentile, save, table  # noqa: E402
+from _common import fresh_django, percentile, save, table
 
 PRODUCTS = [
     "iPhone 15", "Galaxy S24", "Pixel 8", "MacBook Air", "ThinkPad X1", "iPad Air", "Kindle Paperwhite",
@@ -208,17 +208,18 @@ def grow(target_entries: int, have_entries: int, base: list[dict], vectors: np.n
                           answer=f"Answer to {b['key']}", language=b["language"]) for _, b, copy in new],
                 batch_size=2000)]
             phrasings = FaqPhrasing.objects.bulk_create(
-                [FaqPhrasing(entry_id=e, text=t) for e, (_, b, _) in zip(entry_ids, new) for t in b["texts"][1:]],
+                [FaqPhrasing(entry_id=e, text=t)
+                 for e, (_, b, _) in zip(entry_ids, new, strict=True) for t in b["texts"][1:]],
                 batch_size=2000)
             phrasing_ids = {(p.entry_id, p.text): p.pk for p in phrasings}
             assert None not in entry_ids and None not in phrasing_ids.values()
             rows = []
-            for entry_id, (j, b, copy) in zip(entry_ids, new):
+            for entry_id, (j, b, copy) in zip(entry_ids, new, strict=True):
                 block = vectors[(j % len(base)) * TEXTS_PER_ENTRY:][:TEXTS_PER_ENTRY]
                 if copy:  # a documented perturbation of the real vectors, re-normalised
                     block = block + PERTURBATION * rng.standard_normal(block.shape).astype(np.float32) / np.sqrt(dim)
                     block /= np.linalg.norm(block, axis=1, keepdims=True)
-                for n, (text, vector) in enumerate(zip(b["texts"], block)):
+                for n, (text, vector) in enumerate(zip(b["texts"], block, strict=False)):
                     rows.append(FaqEmbedding(
                         entry_id=entry_id, phrasing_id=phrasing_ids[(entry_id, text)] if n else None,
                         model_name=model_name, text_hash=text_hash(clean(text)), dim=dim,
@@ -234,6 +235,7 @@ def measure_change(index) -> tuple[float, float]:
     from supportbot.support.models import FaqEntry, FaqPhrasing
 
     entry = FaqEntry.objects.order_by("-id").first()
+    assert entry is not None  # the index was just filled
     size, loaded = index.size, index.loaded_vectors
     t = time.perf_counter()
     phrasing = FaqPhrasing.objects.create(  # autocommit: the after-commit sync runs on save
@@ -257,8 +259,8 @@ def main() -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
 
     fresh_django("faqsearch")
-    from supportbot.knowledge.decision import policy_for
     from supportbot.assembly import default_embedder
+    from supportbot.knowledge.decision import policy_for
     from supportbot.knowledge.index import FaqIndex
 
     embedder = default_embedder()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fresh_django, percentile, save, table  # noqa: E402
+from _common import fresh_django, percentile, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -79,6 +79,7 @@ async def ask_all(questions: list[dict], *, user_base: int = 70_000) -> list[dic
         raise SystemExit("the local LLM step is off: unset LOCAL_LLM_ENABLED=false to run this benchmark")
     started = time.perf_counter()
     await llm.local.warm_up()
+    assert llm.local.engine is not None  # warm_up() loaded it
     print(f"local model {llm.local.model_name} ({llm.local.engine.name}) loaded in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     await app.start()
@@ -182,7 +183,7 @@ def main() -> int:
     # The default local model, alone: no API step even where a key is configured.
     os.environ["API_LLM_ENABLED"] = "false"
     os.environ.pop("LOCAL_LLM_ENABLED", None)
-    data_dir = fresh_django("llm")  # the joined model comes from the shared SUPPORTBOT_MODEL_DIR
+    fresh_django("llm")  # the joined model comes from the shared SUPPORTBOT_MODEL_DIR
 
     from supportbot.config import get_settings
     from supportbot.support.faq_io import import_faq
@@ -191,7 +192,7 @@ def main() -> int:
     questions = json.loads(args.questions.read_text(encoding="utf-8"))[: args.limit]
     matcher = faq_alone(questions)
     results = asyncio.run(ask_all(questions))
-    for item, confident in zip(results, matcher):
+    for item, confident in zip(results, matcher, strict=True):
         item["faq_matcher_confident"] = confident
 
     cfg = get_settings()
@@ -208,7 +209,8 @@ def main() -> int:
     path = save("llm_answers", {
         "engine": cfg.local_llm_engine, "threads": cfg.local_llm_threads,
         "context_entries": cfg.llm_context_entries, "max_tokens": cfg.llm_max_tokens,
-        "summary": dict(zip(headers, all_row)), "table": [dict(zip(headers, r)) for r in rows],
+        "summary": dict(zip(headers, all_row, strict=True)),
+        "table": [dict(zip(headers, r, strict=True)) for r in rows],
         "questions": results,
     })
     print(f"results: {path.relative_to(ROOT)}")

@@ -101,7 +101,6 @@ def worker(clips_path: Path, repeats: int) -> dict:
     from supportbot.speech.transcriber import FasterWhisperTranscriber
 
     imported = time.perf_counter() - started
-    data_dir = Path(os.environ["SUPPORTBOT_DATA_DIR"])
     from supportbot.config import get_settings
 
     transcriber = FasterWhisperTranscriber(models_dir=get_settings().model_dir, threads=2)
@@ -242,8 +241,8 @@ def main() -> int:
 
     samples, rate = read_wav(speak_english(QUESTION_10S, folder / "question.wav"))
     question = speech_ogg(with_padding(_resample(samples, rate), 16_000, before=0.5, after=1.0), 16_000)
-    seconds = decode(question, max_seconds=60).seconds
-    e2e = asyncio.run(end_to_end(data_dir, question, seconds, args.e2e))
+    question_seconds = decode(question, max_seconds=60).seconds
+    e2e = asyncio.run(end_to_end(data_dir, question, question_seconds, args.e2e))
 
     load = os.getloadavg()
     print(f"Whisper base (int8, CTranslate2), 2 threads, {os.cpu_count()} cores, load average "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import percentile, save, table  # noqa: E402
+from _common import percentile, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -109,13 +109,13 @@ async def one_start(label: str, data_dir: Path, model_dir: Path, timeout: float)
         try:
             loaded_at = await asyncio.wait_for(llm_loaded, timeout)
             result["polling_to_llm_loaded_s"] = round(loaded_at - polled_at, 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result["polling_to_llm_loaded_s"] = None
     finally:
         bot.terminate()
         try:
             await asyncio.wait_for(bot.wait(), 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             bot.kill()
         reader.cancel()
         await server.close()

@@ -65,6 +65,7 @@ def encode(samples: np.ndarray, rate: int, *, container: str = "ogg", codec: str
             vstream.width = vstream.height = 64
             vstream.pix_fmt = "yuv420p"
         astream = dst.add_stream(codec, rate=out_rate)
+        assert isinstance(astream, av.AudioStream)
         astream.layout = "mono"
         if vstream is not None:
             for i in range(max(1, int(len(pcm) / rate * 10))):

@@ -14,6 +14,7 @@ types take seconds to import on a small machine).
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Collection
 from typing import TYPE_CHECKING
@@ -32,7 +33,14 @@ if TYPE_CHECKING:
     from supportbot.speech.transcriber import Transcriber
     from supportbot.support.voice import AudioStore
 
-_FROM_SETTINGS = object()
+
+class _FromSettings(enum.Enum):
+    """A default that means "as the settings say" (None is a valid value of its own)."""
+
+    TOKEN = enum.auto()
+
+
+_FROM_SETTINGS = _FromSettings.TOKEN
 
 
 class Process:
@@ -75,8 +83,9 @@ class Process:
         local = self.local_answerer() if self.cfg.llm.local_enabled else None
         return build_fallback(self.cfg.llm, local=local)
 
-    def pipeline(self, embedder: Embedder | None = None, *, threshold: float | None = _FROM_SETTINGS,
-                 llm: LlmFallback | None = _FROM_SETTINGS) -> AnswerPipeline:
+    def pipeline(self, embedder: Embedder | None = None, *,
+                 threshold: float | _FromSettings | None = _FROM_SETTINGS,
+                 llm: LlmFallback | _FromSettings | None = _FROM_SETTINGS) -> AnswerPipeline:
         """A new answer pipeline (its own index) over the process's models."""
         embedder = embedder or default_embedder()
         if threshold is _FROM_SETTINGS:
@@ -143,8 +152,8 @@ def default_transcriber() -> Transcriber:
     return process().transcriber
 
 
-def build_pipeline(embedder: Embedder | None = None, *, threshold: float | None = _FROM_SETTINGS,
-                   llm: LlmFallback | None = _FROM_SETTINGS) -> AnswerPipeline:
+def build_pipeline(embedder: Embedder | None = None, *, threshold: float | _FromSettings | None = _FROM_SETTINGS,
+                   llm: LlmFallback | _FromSettings | None = _FROM_SETTINGS) -> AnswerPipeline:
     """The answer pipeline; ``threshold`` (``FAQ_MATCH_THRESHOLD``) and ``llm`` (the LLM steps
     after an FAQ miss) come from the settings unless given (``llm=None``: no LLM steps)."""
     return process().pipeline(embedder, threshold=threshold, llm=llm)

@@ -45,7 +45,7 @@ def run_in_background(fn: Callable[..., T], *args, name: str = "background", **k
         lower_this_thread()
         try:
             box["result"] = fn(*args, **kwargs)
-        except BaseException as exc:  # handed to the caller
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
             box["error"] = exc
 
     thread = threading.Thread(target=work, name=name, daemon=True)

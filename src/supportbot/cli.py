@@ -81,14 +81,13 @@ def _prepare() -> None:
 # -- long-running parts --------------------------------------------------------------------
 async def _serve_web(cfg) -> None:
     import uvicorn
-
     from django.core.management import call_command
 
     await asyncio.to_thread(call_command, "collectstatic", interactive=False, verbosity=0)
     config = uvicorn.Config("supportbot.web.asgi:application", host=cfg.web_host, port=cfg.web_port,
                             log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # the CLI owns signals
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the CLI owns signals
     print(f"Admin: http://{cfg.web_host}:{cfg.web_port}/admin/")
     await server.serve()
 
@@ -323,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="supportbot", description="Self-hosted AI support desk.")
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="everything: migrate, first-run set-up, admin web, bot (or sandbox)").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="everything: migrate, first-run set-up, admin web, bot (or sandbox)").set_defaults(
+        func=cmd_run)
     p = sub.add_parser("bot", help="the Telegram bot only")
     p.add_argument("--sandbox", action="store_true", help="talk to a running `supportbot sandbox`")
     p.set_defaults(func=cmd_bot)
@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("sandbox",):
             from django.db import connection
 
-            if args.command not in ("migrate", "run") and "support_faqentry" not in connection.introspection.table_names():
+            needs_tables = args.command not in ("migrate", "run")
+            if needs_tables and "support_faqentry" not in connection.introspection.table_names():
                 print("The database is not set up yet: run `supportbot migrate` (or `make run`).", file=sys.stderr)
                 return 2
         return args.func(args)

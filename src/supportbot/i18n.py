@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gettext
 import io
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 SUPPORTED = ("uk", "ru", "en")
@@ -21,7 +21,7 @@ def pick_language(language_code: str | None, default: str) -> str:
     return code if code in SUPPORTED else default
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(language: str) -> gettext.NullTranslations:
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po

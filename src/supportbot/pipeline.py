@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 
@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from supportbot.llm.setup import LlmFallback
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _in_worker_thread(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
+    """``fn`` made awaitable, run in a worker thread (not the one shared sync thread)."""
+    return sync_to_async(fn, thread_sensitive=False)
 
 
 class Source:
@@ -155,8 +163,9 @@ class AnswerPipeline:
 
         llm = self.llm
         assert llm is not None
-        db = functools.partial(sync_to_async, thread_sensitive=False)
+        db = _in_worker_thread
         customer = conversation.customer_id if conversation is not None else None
+        lock: contextlib.AbstractAsyncContextManager[Any]
         if customer is None:
             lock = contextlib.nullcontext()
         else:  # one LLM question per customer at a time, so the hourly limit holds for bursts too
@@ -186,6 +195,7 @@ class AnswerPipeline:
         if not result.answered:
             answer.reason += "; " + result.summary()
             return
+        assert result.source is not None  # set on every answered result
         answer.source, answer.text, answer.model = result.source, result.text, result.model
         answer.prompt_tokens, answer.completion_tokens = result.prompt_tokens, result.completion_tokens
         answer.first_token_ms, answer.llm_ms = result.first_token_ms, result.total_ms

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-
 from django.contrib.auth import get_user_model
 
 from supportbot.support import services
@@ -77,7 +76,7 @@ async def test_helpful_click_stores_feedback_and_removes_buttons(sample_faq, bot
 
     await wait_until(lambda: True)
     messages = await customer_api.messages(EN_USER)
-    assert not [m for m in messages if m["message_id"] == reply["message_id"]][0].get("reply_markup")
+    assert not next(m for m in messages if m["message_id"] == reply["message_id"]).get("reply_markup")
 
     # A second click on the same answer (stale) changes nothing.
     again = await customer_api.press(EN_USER, reply["message_id"], helpful["callback_data"])
@@ -101,7 +100,7 @@ async def test_not_helpful_hands_over_and_bot_then_stays_quiet(sample_faq, bot_a
     # a person will reply, so FAQ-answerable questions get nothing more.
     for text in ("Скільки коштує доставка?", "Алло?"):
         sent = await customer_api.send_text(UK_USER, text, language_code="uk")
-        await wait_until(lambda: Message.objects.filter(direction="in", text=text).exists())
+        await wait_until(lambda text=text: Message.objects.filter(direction="in", text=text).exists())
         with pytest.raises(TimeoutError):
             await customer_api.wait_for_bot_message(UK_USER, after=sent["message"]["message_id"], timeout=1.0)
     assert await Message.objects.filter(ticket__user_id=UK_USER, source="faq").acount() == 1

@@ -41,7 +41,7 @@ async def starting_bot(sandbox, sample_faq, tmp_path, monkeypatch):
 
 
 async def test_faq_answers_come_at_once_while_the_models_load(starting_bot, customer_api):
-    app, started = starting_bot
+    app, _ = starting_bot
     local = app.pipeline.llm.local
     assert local is not None and local.engine is None  # nothing loaded yet: the warm-up just began
 
@@ -57,7 +57,6 @@ async def test_faq_answers_come_at_once_while_the_models_load(starting_bot, cust
 
 
 async def test_a_question_for_the_llm_while_it_loads_waits_its_timeout_then_goes_on(starting_bot, customer_api):
-    app, _ = starting_bot
     asked = time.monotonic()
     llm_q = await customer_api.send_text(LLM_USER, "Can you recommend a good pizza recipe?", language_code="en")
     faq_q = await customer_api.send_text(FAQ_USER, "How much does shipping cost?", language_code="en")

@@ -77,7 +77,8 @@ async def test_admin_changes_are_served_live(sample_faq, bot_app, customer_api):
         "gift-cards", question, "Yes: gift cards from 500 to 10000 UAH, sent by e-mail.",
         ["Can I buy a gift certificate?", "gift card available?"]))
     assert response.status_code == 302, response.content[:2000]
-    delay = await _served_within(customer_api, index, question, "Yes: gift cards from 500 to 10000 UAH, sent by e-mail.")
+    delay = await _served_within(customer_api, index, question,
+                                 "Yes: gift cards from 500 to 10000 UAH, sent by e-mail.")
     assert delay <= 2.0
 
     # Only the new entry's three texts were embedded; every other vector was kept

@@ -46,7 +46,7 @@ def test_classifier_ranks_entries_and_hands_over_unrelated_questions(fake):
     result = index.search("refund not received yet")
     assert result.best.key == "refund" and result.confident
     assert 0.3 <= result.best.probability <= 1.0 and result.best.specific > 0.3
-    assert [m.key for m in result.matches][0] == "refund" and len(result.matches) == 5
+    assert result.matches[0].key == "refund" and len(result.matches) == 5
     assert not index.search("zebra quantum violin").confident
 
 

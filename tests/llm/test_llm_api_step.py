@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
@@ -80,7 +81,7 @@ async def test_500_is_retried_with_backoff_then_given_up(fake_api):
     chain, _ = _chain(fake_api.url, retries=2)
     result = await chain.run(MESSAGES)
     assert len(fake_api.requests) == 3  # the first try and two retries
-    gaps = [b - a for a, b in zip(fake_api.request_times, fake_api.request_times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(fake_api.request_times)]
     assert gaps[0] >= 0.3 and gaps[1] >= 0.7  # 0.5 s, then 1 s, less up to 25% jitter
     assert result.steps[0].outcome == "error" and result.source == "local_llm"
 
@@ -142,7 +143,7 @@ def llama_server():
                     break
             except OSError:
                 if process.poll() is not None:
-                    raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read().decode()[-2000:]}") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

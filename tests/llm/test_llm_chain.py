@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from supportbot.llm.chain import AnswerChain, ChainStep, StepReport
@@ -36,7 +37,7 @@ async def test_local_answer_wins_and_the_api_is_not_called():
     assert not api.calls
     # The stream saw the answer grow, word by word, ending with the whole of it.
     assert len(stream.shown) >= 5 and stream.shown[-1] == result.text
-    assert all(b.startswith(a) for a, b in zip(stream.shown, stream.shown[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(stream.shown))
     assert stream.discarded == 0
 
 

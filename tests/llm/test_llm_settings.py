@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
+from supportbot.assembly import Process
 from supportbot.config import ConfigError, Settings, load_settings
 from supportbot.llm.api import ApiAnswerer
 from supportbot.llm.local import LocalAnswerer
-from supportbot.assembly import Process
 
 
 def _settings(tmp_path, **values) -> Settings:

@@ -8,9 +8,9 @@ import io
 import logging
 
 import pytest
-from aiohttp import web
 from aiogram import Dispatcher
 from aiogram.utils.backoff import BackoffConfig
+from aiohttp import web
 
 from supportbot.bot.runner import build_bot
 from supportbot.config import load_settings
@@ -199,6 +199,6 @@ async def test_the_polling_bots_network_errors_are_logged_without_the_token(redi
     assert "TooManyRedirects" in failures[0].getMessage()
     assert f"{redirect_loop}/bot123456789:***/getUpdates" in failures[0].getMessage()
     assert "ERROR aiogram.dispatcher: Failed to fetch updates - TelegramNetworkError" in err
-    assert f"/bot123456789:***/getUpdates" in err
+    assert "/bot123456789:***/getUpdates" in err
     assert_clean(err)
     assert_clean(caplog.text)

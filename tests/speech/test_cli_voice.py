@@ -8,8 +8,6 @@ import pytest
 
 from supportbot.cli import main
 
-from ..voice_samples import spoken  # noqa: F401 (fixture)
-
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 

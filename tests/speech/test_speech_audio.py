@@ -20,9 +20,11 @@ def test_ogg_opus_voice_decodes_to_16khz_mono():
     assert 0.2 < float(np.max(np.abs(decoded.samples))) <= 1.0
 
 
-@pytest.mark.parametrize(("container", "codec"), [("mp3", "libmp3lame"), ("ipod", "aac"), ("wav", "pcm_s16le"), ("webm", "libopus")])
+@pytest.mark.parametrize(("container", "codec"),
+                         [("mp3", "libmp3lame"), ("ipod", "aac"), ("wav", "pcm_s16le"), ("webm", "libopus")])
 def test_other_audio_formats_decode(container, codec):
-    data = encode(tone(1.5), 16_000, container=container, codec=codec, out_rate=48_000 if codec == "libopus" else 44_100)
+    out_rate = 48_000 if codec == "libopus" else 44_100
+    data = encode(tone(1.5), 16_000, container=container, codec=codec, out_rate=out_rate)
     assert abs(decode(data, max_seconds=10).seconds - 1.5) < 0.15
 
 

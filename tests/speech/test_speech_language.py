@@ -29,7 +29,8 @@ def test_hint_outside_configuration_is_ignored():
     assert normalise_hint("de", ALLOWED) is None
 
 
-@pytest.mark.parametrize(("code", "expected"), [("uk", "uk"), ("ru-RU", "ru"), ("en_GB", "en"), ("", None), (None, None)])
+@pytest.mark.parametrize(("code", "expected"),
+                         [("uk", "uk"), ("ru-RU", "ru"), ("en_GB", "en"), ("", None), (None, None)])
 def test_telegram_codes_become_hints(code, expected):
     assert normalise_hint(code, ALLOWED) == expected
 

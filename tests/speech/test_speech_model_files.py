@@ -8,7 +8,8 @@ from importlib import resources
 
 from supportbot.speech.model_files import packaged_model_dir, resolve_model
 
-_JOIN = "import sys; from pathlib import Path; from supportbot.speech.model_files import packaged_model_dir; print(packaged_model_dir(Path(sys.argv[1])))"
+_JOIN = ("import sys; from pathlib import Path; from supportbot.speech.model_files import packaged_model_dir; "
+         "print(packaged_model_dir(Path(sys.argv[1])))")
 
 
 def _parts_size() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from supportbot.assembly import default_transcriber
 
-from ..voice_samples import encode, silence, spoken, tone  # noqa: F401 (fixture)
+from ..voice_samples import encode, silence, tone
 
 pytestmark = pytest.mark.slow
 

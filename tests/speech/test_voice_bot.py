@@ -17,7 +17,7 @@ from supportbot.support.models import FaqEntry, Message, Ticket
 from supportbot.support.voice import AudioStore
 
 from ..conftest import wait_until
-from ..voice_samples import encode, silence, spoken, tone  # noqa: F401 (fixture)
+from ..voice_samples import encode, silence, tone
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -80,7 +80,7 @@ async def test_russian_video_note_is_answered_in_russian(sample_faq, bot_app, cu
     answer = await _reply(customer_api, RU_USER, heard["message_id"])
     entry = await FaqEntry.objects.aget(key="delivery-cost-ru")
     assert answer["plain_text"] == entry.answer
-    assert [b["text"] for b in _buttons(answer)][0].endswith("Полезно")
+    assert _buttons(answer)[0]["text"].endswith("Полезно")
     assert (await _voice_row(RU_USER)).transcript_language == "ru"
 
 

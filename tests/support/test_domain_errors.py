@@ -41,7 +41,8 @@ def _written() -> tuple:
 
 
 def _faq_answer(*, helpful: bool | None, question: str = "parcel late??") -> Message:
-    entry = FaqEntry.objects.get_or_create(key="delivery", defaults={"question": "delivery time", "answer": "3 days"})[0]
+    entry, _ = FaqEntry.objects.get_or_create(
+        key="delivery", defaults={"question": "delivery time", "answer": "3 days"})
     ticket = _ticket(Ticket.Status.OPEN)
     asked = Message.objects.create(ticket=ticket, direction="in", text=question, source="user")
     answer = Message.objects.create(ticket=ticket, direction="out", text=entry.answer, source="faq",

@@ -31,6 +31,7 @@ through the loop (:meth:`Delivery.run`). Telegram's send limits belong here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -115,10 +116,8 @@ class Delivery:
             except Exception:
                 log.exception("delivery round failed; retrying")
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
 
     # -- one claimed message --------------------------------------------------------------------
     async def _send(self, message: Message, *, draft: TelegramDraft | None = None) -> bool:
@@ -141,7 +140,7 @@ class Delivery:
         except TelegramBadRequest as exc:
             await self._failed(message, claim, exc.message, final=True)
             return False
-        except (TelegramAPIError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TelegramAPIError, OSError) as exc:
             # 5xx, network errors, timeouts: retried after a back-off, then failed visibly.
             retry_in = self.backoff[min(message.delivery_attempts, len(self.backoff) - 1)]
             log.warning("sending message %s to %s failed (attempt %d): %s", message.pk, chat_id,

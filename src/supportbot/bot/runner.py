@@ -14,10 +14,10 @@ from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from asgiref.sync import sync_to_async
 
-from supportbot.bot.handlers import errors, get_routers
-from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.assembly import Process, prepare_index, process
 from supportbot.bot.delivery import Delivery
+from supportbot.bot.handlers import errors, get_routers
+from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.conversation import ConversationService
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue
@@ -47,7 +47,7 @@ def pin_response_types() -> int:
         for name in methods.__all__:
             method = getattr(methods, name)
             if isinstance(method, type) and issubclass(method, TelegramMethod) and method is not TelegramMethod:
-                _RESPONSE_TYPES.append(Response[method.__returning__])
+                _RESPONSE_TYPES.append(Response[method.__returning__])  # type: ignore[name-defined]  # built at run time
     return len(_RESPONSE_TYPES)
 
 

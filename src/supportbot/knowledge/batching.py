@@ -10,7 +10,7 @@ meanwhile form the next batch.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from supportbot.knowledge.embedders import Embedder
 
 
 class _Slot:
-    __slots__ = ("text", "vector", "error")
+    __slots__ = ("error", "text", "vector")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -60,7 +60,7 @@ class BatchingEmbedder:
                 vectors = self.inner.embed([s.text for s in batch])
                 for s, v in zip(batch, vectors, strict=True):
                     s.vector = v
-            except Exception as exc:  # every waiter of this batch gets the error
+            except Exception as exc:  # noqa: BLE001 - every waiter of this batch gets the error
                 for s in batch:
                     s.error = exc
             finally:

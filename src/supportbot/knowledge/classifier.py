@@ -94,7 +94,7 @@ class EntryClassifier:
             grad[np.arange(len(yb)), yb] -= 1.0
             grad /= len(yb)
             grads = (xb.T @ grad + L2 * weights, grad.sum(axis=0))
-            for param, g, (m, v) in zip((weights, bias), grads, moments):
+            for param, g, (m, v) in zip((weights, bias), grads, moments, strict=True):
                 m *= 0.9
                 m += 0.1 * g
                 v *= 0.999

@@ -7,11 +7,14 @@ process, and ``embed`` is a blocking call that async callers run in a thread.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
     from supportbot.config import FaqSettings
 
 
@@ -83,7 +86,7 @@ class SentenceTransformerEmbedder:
     def __init__(self, model: str | None = None) -> None:
         self._model_ref = model
         self.name = f"sentence-transformers/{model or 'all-MiniLM-L6-v2'}"
-        self._model = None
+        self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
     def _load(self):

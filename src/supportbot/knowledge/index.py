@@ -233,6 +233,7 @@ class FaqIndex:
             confident = bool(matches) and self.policy.is_confident(matches[0].score, _runner_up(matches))
             return matches[:k], confident
         mean = snap.classifier.mean
+        assert snap.row_dot_mean is not None and snap.row_centred_norm is not None  # built with the classifier
         centred_query = centre(vector, mean)
         # Cosine of the centred row and the centred question, from the raw scores:
         # (row - mean) . (v - mean) / (|row - mean| |v - mean|).
@@ -257,8 +258,9 @@ class FaqIndex:
             if s != excluded
         ]
         best = matches[0] if matches else None
-        confident = best is not None and self.policy.is_confident_classified(
-            best.probability, best.specific, best.score
+        confident = (
+            best is not None and best.probability is not None and best.specific is not None
+            and self.policy.is_confident_classified(best.probability, best.specific, best.score)
         )
         return matches, confident
 

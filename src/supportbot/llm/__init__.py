@@ -13,5 +13,5 @@
 from supportbot.llm.base import Answerer, ChatMessage, Chunk, StepUnavailable
 from supportbot.llm.chain import AnswerChain, AnswerStream, ChainStep, LlmResult, StepReport
 
-__all__ = ["Answerer", "AnswerChain", "AnswerStream", "ChainStep", "ChatMessage", "Chunk", "LlmResult",
+__all__ = ["AnswerChain", "AnswerStream", "Answerer", "ChainStep", "ChatMessage", "Chunk", "LlmResult",
            "StepReport", "StepUnavailable"]

@@ -15,9 +15,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
 
 from supportbot.llm.base import ChatMessage, Chunk
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,8 @@ class ApiAnswerer:
         self.max_retries = max_retries
         self.temperature = temperature
         self._api_key = api_key
-        self._client = None
-        self._client_loop = None
+        self._client: AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def _get_client(self):
         # The SDK's HTTP pool belongs to one event loop: make the client in the loop that uses it.
@@ -53,7 +57,7 @@ class ApiAnswerer:
 
     async def stream(
         self, messages: list[ChatMessage], *, max_tokens: int, deadline: float
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         response = await self._open(messages, max_tokens=max_tokens, deadline=deadline)
         pieces = 0
         finish = None

@@ -135,7 +135,7 @@ class AnswerChain:
         except TimeoutError:
             report.outcome = "timeout"
             report.detail = f"no answer within {step.timeout:g} s"
-        except Exception as exc:  # any failure of a step means "try the next one"
+        except Exception as exc:  # noqa: BLE001 - any failure of a step means "try the next one"
             report.outcome, report.detail = "error", _describe(exc)
             log.warning("LLM step %s failed: %s", answerer.source, report.detail)
         finally:

@@ -68,7 +68,7 @@ def rerank(question: str, entries: list[ContextEntry]) -> list[ContextEntry]:
     df = {w: sum(w in t for t in texts) for w in asked}
     n = len(entries)
     bonus = [sum(math.log(n / df[w]) for w in asked & t if df[w]) for t in texts]
-    return [e for _, e in sorted(zip(bonus, entries), key=lambda p: -(p[1].score + 0.01 * p[0]))]
+    return [e for _, e in sorted(zip(bonus, entries, strict=True), key=lambda p: -(p[1].score + 0.01 * p[0]))]
 
 
 def ticket_history(ticket_id: int, before_message_id: int, limit: int) -> list[Turn]:

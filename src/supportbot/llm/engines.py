@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from supportbot.llm.base import ChatMessage, Chunk
 from supportbot.llm.prompt import (
@@ -59,7 +59,9 @@ class LlamaCppEngine:
         #: Refuse when the model's probability of "no FAQ entry answers this" reaches this
         #: (grounded prompts only; None: the model writes the refusal marker itself).
         self.entry_gate = entry_gate
-        self._llm = None
+        # llama_cpp.Llama once loaded: its TypedDict messages and responses are stricter than the
+        # plain dicts used here, so the handle stays untyped.
+        self._llm: Any = None
 
     def load(self) -> None:
         if self._llm is not None:
@@ -122,7 +124,7 @@ class LlamaCppEngine:
         from llama_cpp import LogitsProcessorList
 
         digits = {d: self._llm.tokenize(str(d).encode(), add_bos=False, special=False)[0] for d in range(10)}
-        seen: dict[str, object] = {}
+        seen: dict[str, Any] = {}
 
         def read(_ids, scores):
             if "p" not in seen:

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from supportbot.background import lower_this_thread
@@ -100,7 +100,7 @@ class LocalAnswerer:
                 break
             try:
                 self._run(job)
-            except BaseException as exc:  # never let the worker die: report and go on
+            except BaseException as exc:  # noqa: BLE001 - never let the worker die: report and go on
                 job.send(exc)
             finally:
                 with self._lock:
@@ -138,7 +138,7 @@ class LocalAnswerer:
     # -- the event-loop side -------------------------------------------------------------------
     async def stream(
         self, messages: list[ChatMessage], *, max_tokens: int, deadline: float
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         job = _Job(messages, max_tokens, deadline, asyncio.get_running_loop())
         self._submit(job)
         try:

@@ -16,6 +16,7 @@ rejected answer is a refusal: the chain moves on and the customer never sees it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 REFUSAL_MARKER = "NO_ANSWER"
@@ -79,7 +80,7 @@ GROUNDED = "FAQ entries:"
 
 
 def build_user_prompt(
-    question: str, *, entries: list[ContextEntry], history: list[Turn] = (), language: str | None = None
+    question: str, *, entries: list[ContextEntry], history: Sequence[Turn] = (), language: str | None = None
 ) -> str:
     lines = [GROUNDED]
     if entries:
@@ -129,7 +130,7 @@ def answer_language(grounded: str, default: str | None = None) -> str:
 
 
 def build_messages(
-    question: str, *, entries: list[ContextEntry], history: list[Turn] = (), language: str | None = None
+    question: str, *, entries: list[ContextEntry], history: Sequence[Turn] = (), language: str | None = None
 ):
     from supportbot.llm.base import ChatMessage
 

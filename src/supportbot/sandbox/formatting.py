@@ -398,7 +398,7 @@ class _MarkdownV2Parser:
             )
 
     def _close_link(self) -> None:
-        _, start, index = self.stack.pop()
+        _, start, _ = self.stack.pop()
         self.i += 1
         if not self.src.startswith("(", self.i):
             return  # "[text]" without a URL: plain text, no entity

@@ -46,11 +46,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BOT_FIRST_NAME",
     "BOT_USERNAME",
+    "STATE_KEY",
     "BotApiError",
     "EntityParseError",
     "ParsedText",
     "SandboxServer",
-    "STATE_KEY",
     "SandboxState",
     "create_app",
     "parse_html",

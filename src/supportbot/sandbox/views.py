@@ -23,7 +23,6 @@ from django.template import engines
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-
 # Only the control-API routes the page uses; anything else (the Bot API with its
 # token, "..", odd characters) never reaches the sandbox.
 _ALLOWED_ROUTE = re.compile(
@@ -47,14 +46,16 @@ def _sandbox_base() -> str:
 @staff_member_required
 def chat_page(request: HttpRequest) -> HttpResponse:
     cfg = settings.SUPPORTBOT
+    user = request.user
+    assert user.is_authenticated and user.pk is not None  # staff_member_required
     context = {
         **admin.site.each_context(request),
         "title": "Sandbox chat",
         "sandbox_mode": cfg.sandbox_mode,
         "page_config": {  # read by the page's script through json_script
             "apiBase": reverse("sandbox:chat") + "api/",
-            "userId": 900_000_000 + request.user.pk,
-            "firstName": request.user.first_name or request.user.get_username(),
+            "userId": 900_000_000 + user.pk,
+            "firstName": user.first_name or user.get_username(),
             "language": cfg.default_language,
             "csrfCookieName": settings.CSRF_COOKIE_NAME,
             "csrfToken": get_token(request),
@@ -110,7 +111,7 @@ def _forward(request: HttpRequest, rest: str, body: bytes | None) -> HttpRespons
     upstream = urllib.request.Request(url, data=body, method=request.method, headers=headers)
     try:
         # S310: the host is the configured sandbox and `rest` was allow-listed above.
-        with urllib.request.urlopen(upstream, timeout=_TIMEOUT_S) as resp:  # noqa: S310
+        with urllib.request.urlopen(upstream, timeout=_TIMEOUT_S) as resp:
             status, payload = resp.status, resp.read()
     except urllib.error.HTTPError as exc:  # the sandbox's own JSON errors pass through
         status, payload = exc.code, exc.read()

@@ -22,8 +22,8 @@ __all__ = [
     "QueueFull",
     "TooLong",
     "Transcriber",
-    "TranscriptionQueue",
     "Transcript",
+    "TranscriptionQueue",
     "build_transcriber",
     "choose_language",
 ]

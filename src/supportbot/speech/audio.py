@@ -13,7 +13,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 
-AudioSource = Union[bytes, bytearray, memoryview, str, Path, BinaryIO]
+AudioSource = bytes | bytearray | memoryview | str | Path | BinaryIO
 
 
 class AudioError(Exception):
@@ -95,7 +95,7 @@ def decode(source: AudioSource, *, max_seconds: float, declared_seconds: float |
         raise CorruptAudio("the file is empty")
     try:
         container = av.open(handle, mode="r", metadata_errors="ignore")
-    except Exception as exc:  # FFmpeg's many errors, or a file it cannot even probe
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's many errors, or a file it cannot even probe
         if _looks_like_media(head):
             raise CorruptAudio(f"cannot open: {exc}") from None
         raise NotAudio(f"not a media file: {exc}") from None
@@ -130,7 +130,7 @@ def decode(source: AudioSource, *, max_seconds: float, declared_seconds: float |
                 chunks.append(out.to_ndarray().reshape(-1))
         except TooLong:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any decoding error of FFmpeg's
             if not chunks:
                 raise CorruptAudio(f"cannot decode: {exc}") from None
             # A damaged tail: keep what decoded, the length check below judges it.

@@ -103,7 +103,8 @@ class FaqEntryAdmin(admin.ModelAdmin):
 # -- customers ------------------------------------------------------------------------
 @admin.register(TelegramUser)
 class TelegramUserAdmin(admin.ModelAdmin):
-    list_display = ["id", "username", "first_name", "last_name", "language_code", "is_blocked", "first_seen", "last_seen"]
+    list_display = ["id", "username", "first_name", "last_name", "language_code", "is_blocked", "first_seen",
+                    "last_seen"]
     list_filter = ["language_code", "is_blocked"]
     search_fields = ["id", "username", "first_name", "last_name"]
     readonly_fields = ["id", "first_seen", "last_seen"]
@@ -116,9 +117,8 @@ class MessageInline(admin.TabularInline):
     can_delete = False
     fk_name = "ticket"
     ordering = ["created_at", "id"]
-    fields = ["created_at", "direction", "kind", "source", "shown_text", "faq_entry", "score", "processing_ms",
-              "delivery", "save_to_faq"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "direction", "kind", "source", "shown_text", "faq_entry", "score",
+                                "processing_ms", "delivery", "save_to_faq")
     verbose_name_plural = "Thread"
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -203,13 +203,15 @@ def delivery_details(message: Message):
 def add_as_phrasing_button(answer: Message):
     """One click (a POST through the page's own form, CSRF token included) adds the
     customer's question behind a Helpful FAQ answer to that entry as a phrasing."""
+    entry = answer.faq_entry
     if services.question_to_add_as_phrasing(answer=answer) is None:
-        return format_html("✓ in FAQ “{}”", answer.faq_entry.key) if answer.faq_entry_id else ""
+        return format_html("✓ in FAQ “{}”", entry.key) if entry is not None else ""
+    assert entry is not None  # a phrasing to add belongs to an FAQ answer
     url = reverse("admin:support_message_add_as_phrasing", args=[answer.pk])
     return format_html(
         '<button type="submit" class="button" formaction="{}" formmethod="post" formnovalidate '
         'title="Add the customer\'s question to FAQ entry “{}” as another phrasing">'
-        "Add question as phrasing</button>", url, answer.faq_entry.key,
+        "Add question as phrasing</button>", url, entry.key,
     )
 
 
@@ -217,8 +219,7 @@ class StatusChangeInline(admin.TabularInline):
     model = TicketStatusChange
     extra = 0
     can_delete = False
-    fields = ["created_at", "old_status", "new_status", "actor", "changed_by", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "old_status", "new_status", "actor", "changed_by", "reason")
     verbose_name_plural = "Status history"
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -246,7 +247,7 @@ class TicketForm(forms.ModelForm):
 
     class Meta:
         model = Ticket
-        fields = []
+        fields: list[str] = []
 
 
 @admin.register(Ticket)
@@ -315,7 +316,8 @@ class MessageAdmin(admin.ModelAdmin):
                  name="support_message_audio"),
             path("<int:message_id>/add-as-phrasing/", self.admin_site.admin_view(self.add_as_phrasing_view),
                  name="support_message_add_as_phrasing"),
-        ] + super().get_urls()
+            *super().get_urls(),
+        ]
 
     def save_to_faq_view(self, request, message_id: int):
         if not request.user.has_perm("support.add_faqentry"):
@@ -348,6 +350,7 @@ class MessageAdmin(admin.ModelAdmin):
         except DomainError as exc:
             self.message_user(request, exc.message, level=messages.ERROR)
         else:
+            assert message.faq_entry is not None  # the phrasing was added to it
             url = reverse("admin:support_faqentry_change", args=[phrasing.entry_id])
             messages.success(request, format_html(
                 "Added “{}” to FAQ entry <a href=\"{}\">“{}”</a> as a phrasing.",

@@ -196,7 +196,7 @@ def import_faq(path: Path, *, progress: bool = False) -> ImportReport:
         iterator = tqdm(rows, desc="Importing FAQ", unit="entry")
     with transaction.atomic():
         existing = {e.key: e for e in FaqEntry.objects.filter(key__in=[r.key for r in rows])}
-        current = {}
+        current: dict[str, list[str]] = {}
         for key, text in FaqPhrasing.objects.filter(entry__key__in=list(existing)).values_list("entry__key", "text"):
             current.setdefault(key, []).append(text)
         for row in iterator:
@@ -211,7 +211,7 @@ def import_faq(path: Path, *, progress: bool = False) -> ImportReport:
                     for f in changed:
                         setattr(entry, f, fields[f])
                     if changed:
-                        entry.save(update_fields=changed + ["updated_at"])
+                        entry.save(update_fields=[*changed, "updated_at"])
                     report.updated += 1
                 else:
                     report.unchanged += 1

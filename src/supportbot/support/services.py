@@ -10,13 +10,12 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
-
-from supportbot.text import clean
 
 from supportbot.support.errors import (
     AlreadyAPhrasing,
@@ -35,6 +34,7 @@ from supportbot.support.models import (
     Ticket,
     TicketStatusChange,
 )
+from supportbot.text import clean
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def hand_over_customer(*, user_id: int, reason: str) -> bool:
     ticket_id = (
         Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).values_list("id", flat=True).first()
     )
-    return ticket_id is not None and hand_over(ticket_id=ticket_id, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
+    return ticket_id is not None and hand_over(
+        ticket_id=ticket_id, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
 
 
 @transaction.atomic
@@ -196,9 +197,9 @@ def messages_by_id(ids: list[int]) -> list[Message]:
     return [rows[i] for i in ids if i in rows]
 
 
-def ticket_summary(*, ticket_id: int | None) -> dict:
-    ticket = Ticket.objects.filter(pk=ticket_id).values("id", "status").first()
-    return ticket or {"id": None, "status": None}
+def ticket_summary(*, ticket_id: int | None) -> dict[str, Any]:
+    ticket = Ticket.objects.filter(pk=ticket_id).values("id", "status").first() if ticket_id is not None else None
+    return dict(ticket) if ticket is not None else {"id": None, "status": None}
 
 
 def ticket_of(*, message_id: int) -> int | None:
@@ -283,7 +284,8 @@ def record_feedback(*, message_id: int, customer_id: int, helpful: bool) -> Feed
         return FeedbackOutcome.STALE
     Feedback.objects.create(message=message, helpful=helpful)
     if not helpful:
-        hand_over(ticket_id=message.ticket_id, actor=TicketStatusChange.Actor.CUSTOMER, reason="answer marked not helpful")
+        hand_over(ticket_id=message.ticket_id, actor=TicketStatusChange.Actor.CUSTOMER,
+                  reason="answer marked not helpful")
     return FeedbackOutcome.STORED
 
 
@@ -371,7 +373,9 @@ def question_to_add_as_phrasing(*, answer: Message) -> str | None:
     if not text:
         return None
     entry = answer.faq_entry
-    known = {clean(entry.question).casefold(), *(clean(t).casefold() for t in entry.phrasings.values_list("text", flat=True))}
+    assert entry is not None  # faq_entry_id is set
+    phrasings = entry.phrasings.values_list("text", flat=True)
+    known = {clean(entry.question).casefold(), *(clean(t).casefold() for t in phrasings)}
     return None if text.casefold() in known else text
 
 
@@ -541,6 +545,7 @@ def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None
     rows = Message.objects.filter(pk=message_id)
     if claimed_at is not None:
         rows = rows.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claimed_at)
+    status: Value | Case
     if final:
         status = Value(Message.Delivery.FAILED)
     elif not counts:

@@ -8,6 +8,7 @@ periodic job (in the bot process) deletes it after ``AUDIO_RETENTION_DAYS``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -103,10 +104,8 @@ class AudioStore:
                     path.unlink(missing_ok=True)
                     removed += 1
             for folder in sorted((p for p in self.root.rglob("*") if p.is_dir()), reverse=True):
-                try:
+                with contextlib.suppress(OSError):
                     folder.rmdir()  # only succeeds when empty
-                except OSError:
-                    pass
         if removed:
             log.info("deleted %d expired voice recordings", removed)
         return removed
@@ -151,8 +150,8 @@ def voice_details(message: Message):
 
     facts = []
     if message.transcript_language:
-        facts.append(f"{message.transcript_language}"
-                     + (f" (p={message.transcript_probability:.2f})" if message.transcript_probability is not None else ""))
+        probability = message.transcript_probability
+        facts.append(f"{message.transcript_language}" + (f" (p={probability:.2f})" if probability is not None else ""))
     if message.audio_seconds is not None:
         facts.append(f"{message.audio_seconds:.1f} s of audio")
     if message.transcription_ms is not None:
@@ -181,6 +180,8 @@ def audio_view(request, message_id: int):
     path = store.path_of(message.audio_file)
     if path is None:
         raise Http404("The recording was not kept or has expired.")
-    response = FileResponse(open(path, "rb"), content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+    # FileResponse owns the file and closes it once the body is sent: no context manager here.
+    handle = open(path, "rb")  # noqa: SIM115
+    response = FileResponse(handle, content_type=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
     response["Cache-Control"] = "private, no-store"
     return response

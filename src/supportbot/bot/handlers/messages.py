@@ -31,7 +31,7 @@ async def on_text(message: TgMessage, bot: Bot, conversation: ConversationServic
                   customer, language, _) -> None:
     await answer_and_deliver(
         bot, conversation, delivery, message.chat.id,
-        lambda stream: conversation.ask(customer, message.text, language=language,
+        lambda stream: conversation.ask(customer, message.text or "", language=language,
                                         telegram_message_id=message.message_id, stream=stream), _)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Audio, VideoNote, Voice
 from aiogram.types import Message as TgMessage
 from aiogram.utils.chat_action import ChatActionSender
 from asgiref.sync import sync_to_async
@@ -39,6 +40,7 @@ class AudioRef:
 
 
 def audio_of(message: TgMessage) -> AudioRef | None:
+    m: Voice | Audio | VideoNote
     if message.voice:
         m = message.voice
         return AudioRef("voice", m.file_id, m.file_size, m.duration)
@@ -91,6 +93,7 @@ async def on_voice(message: TgMessage, bot: Bot, conversation: ConversationServi
                     raise _TooBig(exc.message) from None
                 if file.file_size and file.file_size > MAX_DOWNLOAD_BYTES:
                     raise _TooBig(f"{file.file_size} bytes")
+                assert file.file_path is not None  # getFile gives a path for every file it serves
                 buffer = io.BytesIO()  # in memory: audio touches disk only with KEEP_AUDIO
                 await bot.download_file(file.file_path, destination=buffer, timeout=60)
                 data = buffer.getvalue()
