@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from supportbot.i18n import gettext_for
 from supportbot.pipeline import Answer, AnswerPipeline, Conversation
@@ -53,8 +55,17 @@ class Outcome:
 
     ticket_id: int | None
     incoming_id: int | None = None
-    #: Recorded outgoing messages (pending), in the order they must reach the customer.
+    #: Who the messages go to (the customer's chat) and in which language the bot speaks.
+    chat_id: int | None = None
+    language: str = "en"
+    #: The customer's Telegram message, for messages that quote it (voice notices).
+    reply_to: int | None = None
+    #: Recorded outgoing messages (ids), in the order they must reach the customer...
     outgoing: list[int] = field(default_factory=list)
+    #: ...and the rows themselves, claimed for sending by this worker at ``claim``
+    #: (``services.record_outgoing``), or pending behind an earlier message of the ticket.
+    messages: list[Message] = field(default_factory=list)
+    claim: datetime = field(default_factory=timezone.now)
     #: The answer pipeline's result, where a question was asked.
     answer: Answer | None = None
     #: This event handed the ticket to a person.
@@ -87,15 +98,18 @@ class ConversationService:
         assert outcome.ticket_id is not None
         row = await _db(services.record_outgoing)(
             ticket_id=outcome.ticket_id, text=text, source=source, in_reply_to_id=outcome.incoming_id,
-            quote_reply=quote, deliver=self.deliver, **fields)
+            quote_reply=quote, deliver=self.deliver, claim=outcome.claim if self.deliver else None, **fields)
         outcome.outgoing.append(row.pk)
+        outcome.messages.append(row)
         return row.pk
 
-    async def _log(self, customer: CustomerInfo, *, kind: str, text: str,
+    async def _log(self, customer: CustomerInfo, *, kind: str, text: str, language: str,
                    telegram_message_id: int | None) -> tuple[Outcome, services.Incoming]:
         incoming = await _db(services.record_incoming)(
             customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
-        return Outcome(incoming.ticket_id, incoming.message_id, with_operator=incoming.with_operator), incoming
+        outcome = Outcome(incoming.ticket_id, incoming.message_id, chat_id=customer.id, language=language,
+                          reply_to=telegram_message_id, with_operator=incoming.with_operator)
+        return outcome, incoming
 
     async def _waiting(self, outcome: Outcome, incoming: services.Incoming, _) -> Outcome:
         """A person owns the ticket: the bot stays quiet and says so once per hand-over."""
@@ -123,7 +137,7 @@ class ConversationService:
         _ = gettext_for(language)
         started = time.perf_counter()
         outcome, incoming = _logged or await self._log(
-            customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+            customer, kind=kind, text=text, language=language, telegram_message_id=telegram_message_id)
         if incoming.with_operator:
             return await self._waiting(outcome, incoming, _)
         conversation = Conversation(customer_id=customer.id, ticket_id=incoming.ticket_id,
@@ -148,7 +162,7 @@ class ConversationService:
     async def command(self, customer: CustomerInfo, command: Command, *, text: str, language: str,
                       telegram_message_id: int | None = None) -> Outcome:
         _ = gettext_for(language)
-        outcome, incoming = await self._log(customer, kind=Message.Kind.TEXT, text=text,
+        outcome, incoming = await self._log(customer, kind=Message.Kind.TEXT, text=text, language=language,
                                             telegram_message_id=telegram_message_id)
         if command is Command.START:
             name = customer.first_name or _("there")
@@ -171,7 +185,8 @@ class ConversationService:
                           telegram_message_id: int | None = None) -> Outcome:
         """Stickers, photos, documents, locations...: logged, answered politely."""
         _ = gettext_for(language)
-        outcome, _incoming = await self._log(customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+        outcome, _incoming = await self._log(customer, kind=kind, text=text, language=language,
+                                             telegram_message_id=telegram_message_id)
         await self._say(outcome, _("Thanks! I can only read text and voice messages. "
                                    "Please describe your question in words."))
         return outcome
@@ -185,7 +200,7 @@ class ConversationService:
         if result is not FeedbackOutcome.STORED or helpful:
             return result, None
         ticket_id = await _db(services.ticket_of)(message_id=message_id)
-        outcome = Outcome(ticket_id, handed_over=True)
+        outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=True)
         await self._say(outcome, _("Sorry it did not help. I have passed your question to an operator."))
         return result, outcome
 
@@ -194,7 +209,7 @@ class ConversationService:
                     stream=None) -> Outcome:
         """A transcribed voice message: echo what was heard, then answer it like text."""
         _ = gettext_for(language)
-        logged = await self._log(customer, kind=Message.Kind.VOICE, text=heard.text,
+        logged = await self._log(customer, kind=Message.Kind.VOICE, text=heard.text, language=language,
                                  telegram_message_id=telegram_message_id)
         outcome, _incoming = logged
         await _db(attach_transcript)(
@@ -209,13 +224,13 @@ class ConversationService:
         return answered
 
     async def not_heard(self, customer: CustomerInfo, *, notice: str, telegram_message_id: int | None,
-                        hand_over: bool = False, **details) -> Outcome:
+                        language: str = "en", hand_over: bool = False, **details) -> Outcome:
         """A voice message the bot could not listen to (too big, too long, busy, damaged...).
 
         ``notice`` (already in the customer's language) says why; ``details``: what is known
         about the audio (``attach_transcript``). ``hand_over``: something broke on our side.
         """
-        outcome, _incoming = await self._log(customer, kind=Message.Kind.VOICE, text="",
+        outcome, _incoming = await self._log(customer, kind=Message.Kind.VOICE, text="", language=language,
                                              telegram_message_id=telegram_message_id)
         if details:
             await _db(attach_transcript)(message_id=outcome.incoming_id, **details)
@@ -230,7 +245,7 @@ class ConversationService:
         """Handling the customer's update broke: apologise and give the ticket to a person."""
         _ = gettext_for(language)
         ticket_id, changed = await _db(services.hand_over_after_error)(customer=customer, reason=reason)
-        outcome = Outcome(ticket_id, handed_over=changed)
+        outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=changed)
         await self._say(outcome, _("Sorry, something went wrong on our side. "
                                    "Your message is saved and an operator will see it."))
         return outcome

@@ -191,8 +191,9 @@ def test_recovery_is_won_once_and_leaves_unclaimed_messages_alone():
 
 def test_an_abandoned_bot_answer_is_recovered_like_an_operator_reply():
     ticket = _ticket()
-    own = services.record_outgoing(ticket_id=ticket.pk, text="FAQ answer", source=Message.Source.FAQ)
-    assert services.claim_message(message_id=own.pk) is not None  # a worker took it, then died
+    own = services.record_outgoing(ticket_id=ticket.pk, text="FAQ answer", source=Message.Source.FAQ,
+                                   claim=timezone.now())  # recorded by a worker to send it, which died
+    assert own.delivery_status == Message.Delivery.SENDING
     _age_claim(own.pk, LEASE * 2)
 
     assert services.requeue_abandoned() == 1

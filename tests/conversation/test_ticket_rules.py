@@ -44,7 +44,8 @@ async def test_a_confident_match_is_answered_and_queued_for_delivery(service):
     [answer] = await sync_to_async(_rows)(outcome.outgoing)
     assert answer.source == Message.Source.FAQ and "1500 UAH" in answer.text
     assert answer.faq_entry_id is not None and answer.score is not None and answer.processing_ms is not None
-    assert answer.delivery_status == Message.Delivery.PENDING  # the delivery path sends it
+    # Claimed for the delivery path by the worker that recorded it: it sends it at once.
+    assert answer.delivery_status == Message.Delivery.SENDING and answer.delivery_claimed_at == outcome.claim
     assert answer.in_reply_to_id == outcome.incoming_id and not outcome.handed_over
     assert (await _ticket(ALICE)).status == Ticket.Status.OPEN
 

@@ -23,7 +23,8 @@ them "pending"). This module sends them:
   ========================  ==========================================================
 
 Nothing stays "sending": a result is always recorded, and a crash is recovered by the
-lease. The handler that recorded messages sends them at once (:meth:`Delivery.deliver`);
+lease. The handler that recorded messages sends them at once (:meth:`Delivery.deliver`:
+the conversation service wrote them already claimed by this worker, one write each);
 everything else (retries, operators' replies, messages of a worker that died) goes out
 through the loop (:meth:`Delivery.run`). Telegram's send limits belong here too.
 """
@@ -34,7 +35,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -53,11 +56,24 @@ from supportbot.i18n import gettext_for, pick_language
 from supportbot.support import services
 from supportbot.support.models import Message
 
+if TYPE_CHECKING:
+    from supportbot.conversation import Outcome
+
 log = logging.getLogger(__name__)
 
 #: Seconds to wait before retry 1, 2, ... after a 5xx or network error.
 DEFAULT_BACKOFF: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
 
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Where a message goes and how it is rendered: the chat, the customer's language (the
+    buttons, the "AI answer" mark) and the Telegram message it quotes, if any."""
+
+    chat_id: int
+    language: str
+    reply_to: int | None = None
 
 
 def _off_loop(fn):
@@ -76,23 +92,25 @@ class Delivery:
         self._wake = asyncio.Event()
 
     # -- the two ways in --------------------------------------------------------------------
-    async def deliver(self, message_ids: Sequence[int], *, draft: TelegramDraft | None = None) -> bool:
-        """Send messages this worker has just recorded, now and in order.
+    async def deliver(self, outcome: Outcome, *, draft: TelegramDraft | None = None) -> bool:
+        """Send what the conversation service just recorded, now and in order.
 
-        ``draft``: an LLM answer already streaming into a Telegram message; the LLM answer
-        among ``message_ids`` replaces it. Returns whether all of them went out; whatever
-        did not is left to the delivery loop (retries, ordering), never dropped.
+        Its messages were written already claimed by this worker (``outcome.claim``), or
+        pending where an earlier message of the ticket has not gone out yet. ``draft``: an
+        LLM answer already streaming into a Telegram message; the LLM answer replaces it.
+        Returns whether all of them went out; whatever did not is left to the delivery loop
+        (retries, ordering), never dropped.
         """
-        ids = list(message_ids)
-        for n, message_id in enumerate(ids):
-            message = await _off_loop(services.claim_message)(message_id=message_id)
-            sent = message is not None and await self._send(
-                message, draft=draft if message.source in Message.LLM_SOURCES else None)
+        to = Recipient(outcome.chat_id or 0, outcome.language, outcome.reply_to)
+        for n, message in enumerate(outcome.messages):
+            mine = message.delivery_status == Message.Delivery.SENDING and message.delivery_claimed_at == outcome.claim
+            llm_draft = draft if message.source in Message.LLM_SOURCES else None
+            sent = mine and await self._send(message, to, draft=llm_draft)
             if not sent:
-                rest = ids[n if message is None else n + 1:]
-                if rest:  # the loop takes them, in order, as soon as they are due
-                    await _off_loop(services.release_now)(message_ids=rest)
-                    self._wake.set()
+                rest = [m.pk for m in outcome.messages[n + 1:]]
+                if rest:  # the loop sends them, in order, after this one
+                    await _off_loop(services.release)(message_ids=rest, claimed_at=outcome.claim)
+                self._wake.set()
                 if draft is not None and not draft.finished:
                     await draft.discard()  # no half-written answer stays behind, nor its updater
                 return False
@@ -105,7 +123,12 @@ class Delivery:
             claimed = await _off_loop(services.claim_outbox)(limit=1, recover=n == 0)
             if not claimed:
                 break
-            if await self._send(claimed[0]):
+            message = claimed[0]
+            to = Recipient(message.ticket.user_id,
+                           pick_language(message.ticket.user.language_code, self.default_language),
+                           message.in_reply_to.telegram_message_id if message.quote_reply and message.in_reply_to
+                           else None)
+            if await self._send(message, to):
                 delivered += 1
         return delivered
 
@@ -120,12 +143,12 @@ class Delivery:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
     # -- one claimed message --------------------------------------------------------------------
-    async def _send(self, message: Message, *, draft: TelegramDraft | None = None) -> bool:
+    async def _send(self, message: Message, to: Recipient, *, draft: TelegramDraft | None = None) -> bool:
         """Send a claimed message and record what happened; True when it went out."""
         claim = message.delivery_claimed_at
-        chat_id = message.ticket.user_id
+        chat_id = to.chat_id
         try:
-            tg_id = await self._send_parts(message, chat_id, draft)
+            tg_id = await self._send_parts(message, to, draft)
         except TelegramRetryAfter as exc:
             wait = float(exc.retry_after)
             log.info("Telegram asked to wait %s s before message %s to %s", wait, message.pk, chat_id)
@@ -162,18 +185,17 @@ class Delivery:
             message_id=message.pk, error=error, final=final, claimed_at=claim, retry_at=retry_at, counts=counts)
         if final or not counts or message.delivery_attempts + 1 < services.MAX_DELIVERY_ATTEMPTS:
             return
-        log.error("message %s to %s failed for good after %d attempts: %s", message.pk,
-                  message.ticket.user_id, services.MAX_DELIVERY_ATTEMPTS, error)
+        log.error("message %s (ticket %s) failed for good after %d attempts: %s", message.pk,
+                  message.ticket_id, services.MAX_DELIVERY_ATTEMPTS, error)
 
-    async def _send_parts(self, message: Message, chat_id: int, draft: TelegramDraft | None) -> int:
-        _ = gettext_for(pick_language(message.ticket.user.language_code, self.default_language))
+    async def _send_parts(self, message: Message, to: Recipient, draft: TelegramDraft | None) -> int:
+        _ = gettext_for(to.language)
         text = message.text
         if message.source in Message.LLM_SOURCES:
             text = labelled("🤖 " + _("AI answer"), text)
         keyboard = feedback_keyboard(message.pk, _) if message.is_automatic_answer else None
-        reply_to = None
-        if message.quote_reply and message.in_reply_to is not None:
-            reply_to = message.in_reply_to.telegram_message_id
+        reply_to = to.reply_to if message.quote_reply else None
+        chat_id = to.chat_id
         if draft is not None and draft.message_id is None:
             # Never shown (its first send failed or is still on its way): stop its updater, or
             # it would send a stale copy after the answer. The answer goes out as a new message.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -219,28 +219,40 @@ def record_outgoing(
     llm: dict | None = None,
     quote_reply: bool = False,
     deliver: bool = True,
+    claim: datetime | None = None,
 ) -> Message:
     """Log a message the bot itself sends (answers, notices) and queue it for delivery.
 
-    The row is written "pending": the delivery path (``bot.delivery``) claims, sends and
-    confirms it like every other outgoing message. The worker that recorded it sends it
-    at once; other workers leave it alone for :data:`HANDOFF_GRACE` (they take it only if
-    that worker died). ``deliver=False``: only logged, never sent (``supportbot ask``).
-    ``llm``: for an LLM answer, its model, context entries, token counts and timings
-    (``pipeline.Answer.llm_fields()``).
+    The delivery path (``bot.delivery``) claims, sends and confirms it like every other
+    outgoing message. ``claim``: the recording worker sends it at once, so the row is
+    written already claimed by it ("sending", with its claim time: one write instead of a
+    second conditional UPDATE), unless an earlier message of the ticket has not gone out
+    yet; then it is written "pending" and the delivery loop sends it after that one.
+    ``claim`` is the claim time: the messages of one event share it, so the second of
+    them ("I heard: ...", then the answer) does not wait for the first.
+    Without ``claim`` it is "pending" for any worker's loop. A worker that dies after
+    recording is covered by the lease, like any claim. ``deliver=False``: only logged,
+    never sent (``supportbot ask``). ``llm``: for an LLM answer, its model, context
+    entries, token counts and timings (``pipeline.Answer.llm_fields()``).
     """
+    claimed_at = None
     if telegram_message_id is not None:
-        status, not_before = Message.Delivery.SENT, None
-    elif deliver:
-        status, not_before = Message.Delivery.PENDING, timezone.now() + HANDOFF_GRACE
+        status = Message.Delivery.SENT
+    elif not deliver:
+        status = Message.Delivery.NOT_APPLICABLE
+    elif claim is not None and not (
+        Message.objects.filter(ticket_id=ticket_id, delivery_status__in=_UNDELIVERED)
+        .exclude(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claim).exists()
+    ):
+        status, claimed_at = Message.Delivery.SENDING, claim
     else:
-        status, not_before = Message.Delivery.NOT_APPLICABLE, None
+        status = Message.Delivery.PENDING
     return Message.objects.create(
         ticket_id=ticket_id, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
         text=text[:MAX_TEXT], source=source, in_reply_to_id=in_reply_to_id,
         faq_entry_id=faq_entry_id, score=score, processing_ms=processing_ms,
         telegram_message_id=telegram_message_id, delivery_status=status,
-        delivery_not_before=not_before, quote_reply=quote_reply,
+        delivery_claimed_at=claimed_at, quote_reply=quote_reply,
         **(llm or {}),
     )
 
@@ -418,8 +430,6 @@ def add_question_as_phrasing(*, answer: Message) -> FaqPhrasing:
 # only when no earlier row of its ticket is still pending or sending, so an answer never
 # overtakes the "I heard: ..." before it, nor a reply waiting out a 429.
 MAX_DELIVERY_ATTEMPTS = 5
-#: How long a freshly recorded message is left to the worker that recorded it.
-HANDOFF_GRACE = timedelta(seconds=10)
 _UNDELIVERED = (Message.Delivery.PENDING, Message.Delivery.SENDING)
 
 
@@ -480,18 +490,6 @@ def _claim(message_id: int, now) -> Message | None:
     return Message.objects.select_related("ticket", "ticket__user", "in_reply_to").get(pk=message_id)
 
 
-def claim_message(*, message_id: int) -> Message | None:
-    """Claim one message the caller has just recorded, to send it now.
-
-    None: another worker has it, or an earlier message of its ticket is still on its way
-    (the delivery loop sends this one after it).
-    """
-    ticket_id = Message.objects.filter(pk=message_id).values_list("ticket_id", flat=True).first()
-    if ticket_id is None or _waits_for_earlier(message_id, ticket_id):
-        return None
-    return _claim(message_id, timezone.now())
-
-
 def claim_outbox(*, limit: int = 20, recover: bool = True) -> list[Message]:
     """Claim messages that are due for delivery (recovering abandoned ones first, unless
     ``recover`` is False: a worker claiming row after row recovers once per pass).
@@ -525,10 +523,11 @@ def claim_outbox(*, limit: int = 20, recover: bool = True) -> list[Message]:
     return claimed
 
 
-def release_now(*, message_ids: list[int]) -> None:
-    """Let any worker's delivery loop take these pending messages at once (no hand-off grace)."""
-    Message.objects.filter(pk__in=message_ids, delivery_status=Message.Delivery.PENDING).update(
-        delivery_not_before=None)
+def release(*, message_ids: list[int], claimed_at) -> None:
+    """Give back messages this worker claimed but will not send now (an earlier one failed):
+    pending again, for any worker's delivery loop to send in order."""
+    Message.objects.filter(pk__in=message_ids, delivery_status=Message.Delivery.SENDING,
+                           delivery_claimed_at=claimed_at).update(delivery_status=Message.Delivery.PENDING)
 
 
 def delivery_failed(*, message_id: int, error: str, final: bool, claimed_at=None,

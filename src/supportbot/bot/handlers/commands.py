@@ -21,7 +21,7 @@ async def on_command(message: TgMessage, conversation: ConversationService, deli
     text = message.text or ""
     outcome = await conversation.command(customer, _command_of(text), text=text, language=language,
                                          telegram_message_id=message.message_id)
-    await delivery.deliver(outcome.outgoing)
+    await delivery.deliver(outcome)
 
 
 def build_router() -> Router:

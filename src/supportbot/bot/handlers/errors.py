@@ -40,7 +40,7 @@ async def on_error(event: ErrorEvent, conversation: ConversationService, deliver
     try:
         outcome = await conversation.failed(customer, language=pick_language(user.language_code, default_language),
                                             reason=f"bot error: {type(event.exception).__name__}")
-        await delivery.deliver(outcome.outgoing)
+        await delivery.deliver(outcome)
     except Exception:
         log.exception("could not hand over the ticket of customer %s after an error", user.id)
     return True

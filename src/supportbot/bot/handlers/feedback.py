@@ -25,7 +25,7 @@ async def on_feedback(query: CallbackQuery, callback_data: FeedbackCallback, bot
         await bot.edit_message_reply_markup(chat_id=query.message.chat.id,
                                             message_id=query.message.message_id, reply_markup=None)
     if outcome is not None:
-        await delivery.deliver(outcome.outgoing)
+        await delivery.deliver(outcome)
 
 
 async def on_unknown_callback(query: CallbackQuery, _) -> None:

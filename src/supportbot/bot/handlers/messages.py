@@ -24,7 +24,7 @@ async def answer_and_deliver(bot: Bot, conversation: ConversationService, delive
     outcome = await ask(draft)
     if draft is not None and (outcome.answer is None or outcome.answer.source not in Message.LLM_SOURCES):
         await draft.discard()  # nothing half-shown stays behind a hand-over
-    await delivery.deliver(outcome.outgoing, draft=draft)
+    await delivery.deliver(outcome, draft=draft)
 
 
 async def on_text(message: TgMessage, bot: Bot, conversation: ConversationService, delivery: Delivery,
@@ -53,7 +53,7 @@ async def on_other(message: TgMessage, conversation: ConversationService, delive
     kind, text = _kind_of(message)
     outcome = await conversation.unsupported(customer, kind=kind, text=text, language=language,
                                              telegram_message_id=message.message_id)
-    await delivery.deliver(outcome.outgoing)
+    await delivery.deliver(outcome)
 
 
 def build_router() -> Router:

@@ -64,8 +64,8 @@ async def on_voice(message: TgMessage, bot: Bot, conversation: ConversationServi
     async def refuse(reason: str, text: str, *, hand_over: bool = False, **details) -> None:
         log.info("voice message %s from %s not transcribed: %s", message.message_id, customer.id, reason)
         outcome = await conversation.not_heard(customer, notice=text, telegram_message_id=message.message_id,
-                                               hand_over=hand_over, **details)
-        await delivery.deliver(outcome.outgoing)
+                                               language=language, hand_over=hand_over, **details)
+        await delivery.deliver(outcome)
 
     limit = int(speech.max_seconds)
     if ref.file_size and ref.file_size > MAX_DOWNLOAD_BYTES:
