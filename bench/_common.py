@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -50,3 +51,20 @@ def save(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+async def timed_sandbox(arrivals: dict[int, asyncio.Future]):
+    """The sandbox Bot API on an ephemeral port, stamping (``time.perf_counter``) the moment
+    each bot message to a chat in ``arrivals`` arrives, without polling."""
+    from supportbot.config import SANDBOX_BOT_TOKEN
+    from supportbot.sandbox.server import SandboxState, start_server
+
+    class TimedState(SandboxState):
+        def add_message(self, chat, **fields):
+            message = super().add_message(chat, **fields)
+            waiter = arrivals.get(chat.id)
+            if fields.get("sender") == "bot" and waiter is not None and not waiter.done():
+                waiter.set_result(time.perf_counter())
+            return message
+
+    return await start_server("127.0.0.1", 0, token=SANDBOX_BOT_TOKEN, state=TimedState())

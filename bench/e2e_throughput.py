@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fresh_django, percentile, save, table
+from _common import fresh_django, percentile, save, table, timed_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -56,23 +56,10 @@ def answerable_questions() -> list[tuple[str, str]]:
 
 
 async def run_load(args, questions, data_dir: Path) -> dict:
-    from supportbot.config import SANDBOX_BOT_TOKEN
     from supportbot.sandbox.client import SandboxClient
-    from supportbot.sandbox.server import SandboxState, start_server
 
     arrivals: dict[int, asyncio.Future] = {}
-
-    class TimedState(SandboxState):
-        """Stamps the moment each bot message arrives, without polling."""
-
-        def add_message(self, chat, **fields):
-            message = super().add_message(chat, **fields)
-            waiter = arrivals.get(chat.id)
-            if fields.get("sender") == "bot" and waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
-            return message
-
-    server = await start_server("127.0.0.1", 0, token=SANDBOX_BOT_TOKEN, state=TimedState())
+    server = await timed_sandbox(arrivals)
     env = {**os.environ, "SUPPORTBOT_DATA_DIR": str(data_dir), "SANDBOX_PORT": str(server.port),
            "SANDBOX_HOST": "127.0.0.1"}
     bot = subprocess.Popen([sys.executable, "-m", "supportbot.cli", "bot", "--sandbox"], env=env)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import percentile, save, table
+from _common import percentile, save, table, timed_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -50,21 +50,10 @@ def _prepare_data_dir(data_dir: Path, env: dict) -> None:
 
 
 async def one_start(label: str, data_dir: Path, model_dir: Path, timeout: float) -> dict:
-    from supportbot.config import SANDBOX_BOT_TOKEN
     from supportbot.sandbox.client import SandboxClient
-    from supportbot.sandbox.server import SandboxState, start_server
 
     arrivals: dict[int, asyncio.Future] = {}
-
-    class TimedState(SandboxState):
-        def add_message(self, chat, **fields):
-            message = super().add_message(chat, **fields)
-            waiter = arrivals.get(chat.id)
-            if fields.get("sender") == "bot" and waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
-            return message
-
-    server = await start_server("127.0.0.1", 0, token=SANDBOX_BOT_TOKEN, state=TimedState())
+    server = await timed_sandbox(arrivals)
     env = {**os.environ, "SUPPORTBOT_DATA_DIR": str(data_dir), "SUPPORTBOT_MODEL_DIR": str(model_dir),
            "SANDBOX_PORT": str(server.port), "SANDBOX_HOST": "127.0.0.1",
            "LOCAL_LLM_ENABLED": "true", "API_LLM_ENABLED": "false"}
