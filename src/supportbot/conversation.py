@@ -16,6 +16,7 @@ worker threads (never on the event loop, never on asgiref's single shared thread
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -206,8 +207,12 @@ class ConversationService:
 
     # -- voice ------------------------------------------------------------------------------------------
     async def heard(self, customer: CustomerInfo, heard: Heard, *, language: str, telegram_message_id: int | None,
-                    stream=None) -> Outcome:
-        """A transcribed voice message: echo what was heard, then answer it like text."""
+                    stream=None, flush: Callable[[Outcome], Awaitable[object]] | None = None) -> Outcome:
+        """A transcribed voice message: echo what was heard, then answer it like text.
+
+        ``flush``: called with the outcome once the echo is recorded, before the question is
+        answered, so the customer sees "I heard: ..." at once, not after an LLM's answer.
+        """
         _ = gettext_for(language)
         logged = await self._log(customer, kind=Message.Kind.VOICE, text=heard.text, language=language,
                                  telegram_message_id=telegram_message_id)
@@ -220,6 +225,8 @@ class ConversationService:
                                        "Please try again or write your question."), quote=True)
             return outcome
         await self._say(outcome, _("I heard: {transcript}").format(transcript=heard.text), quote=True)
+        if flush is not None:
+            await flush(outcome)
         answered = await self.ask(customer, heard.text, language=language, stream=stream, _logged=logged)
         return answered
 

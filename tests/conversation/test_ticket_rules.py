@@ -134,3 +134,15 @@ async def test_without_delivery_nothing_is_queued_for_telegram(service):
     [answer] = await sync_to_async(_rows)(outcome.outgoing)
     assert answer.delivery_status == Message.Delivery.NOT_APPLICABLE  # logged, never sent
     assert await sync_to_async(services.claim_outbox)() == []
+
+
+async def test_the_echo_of_a_voice_message_can_go_out_before_the_answer_is_found(service):
+    seen: list[list[str]] = []
+
+    async def flush(outcome):  # the bot delivers here: "I heard" must not wait for an LLM's answer
+        seen.append([m.text for m in outcome.messages])
+
+    heard = Heard(text=FAQ_QUESTION, language="en")
+    outcome = await service.heard(ALICE, heard, language="en", telegram_message_id=41, flush=flush)
+    assert seen == [[f"I heard: {FAQ_QUESTION}"]]  # only the echo existed when it was flushed
+    assert len(outcome.messages) == 2 and outcome.answer is not None and outcome.answer.source == "faq"

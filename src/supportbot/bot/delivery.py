@@ -103,13 +103,19 @@ class Delivery:
         """
         to = Recipient(outcome.chat_id or 0, outcome.language, outcome.reply_to)
         for n, message in enumerate(outcome.messages):
+            if message.delivery_status == Message.Delivery.SENT:
+                continue  # went out with an earlier call for the same event
             mine = message.delivery_status == Message.Delivery.SENDING and message.delivery_claimed_at == outcome.claim
             llm_draft = draft if message.source in Message.LLM_SOURCES else None
             sent = mine and await self._send(message, to, draft=llm_draft)
-            if not sent:
-                rest = [m.pk for m in outcome.messages[n + 1:]]
-                if rest:  # the loop sends them, in order, after this one
-                    await _off_loop(services.release)(message_ids=rest, claimed_at=outcome.claim)
+            if sent:
+                message.delivery_status = Message.Delivery.SENT
+            else:
+                rest = outcome.messages[n:]
+                for m in rest:  # none of them is this worker's to send any more
+                    m.delivery_status = Message.Delivery.PENDING
+                if len(rest) > 1:  # the loop sends them, in order, after this one
+                    await _off_loop(services.release)(message_ids=[m.pk for m in rest[1:]], claimed_at=outcome.claim)
                 self._wake.set()
                 if draft is not None and not draft.finished:
                     await draft.discard()  # no half-written answer stays behind, nor its updater

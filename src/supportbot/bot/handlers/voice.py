@@ -144,8 +144,8 @@ async def on_voice(message: TgMessage, bot: Bot, conversation: ConversationServi
         transcription_ms=transcript.elapsed_ms, audio_file=await _keep(audio_store, data, suffix))
     await answer_and_deliver(
         bot, conversation, delivery, message.chat.id,
-        lambda stream: conversation.heard(customer, heard, language=language,
-                                          telegram_message_id=message.message_id, stream=stream), _)
+        lambda stream: conversation.heard(customer, heard, language=language, telegram_message_id=message.message_id,
+                                          stream=stream, flush=delivery.deliver), _)
 
 
 class _TooBig(Exception):
