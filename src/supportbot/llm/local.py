@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
-from supportbot.background import lower_this_thread
+from supportbot.background import run_in_background
 from supportbot.llm.base import ChatMessage, Chunk, StepUnavailable
 from supportbot.llm.engines import Engine
 
@@ -90,10 +90,6 @@ class LocalAnswerer:
 
     # -- the worker thread ------------------------------------------------------------------
     def _work(self) -> None:
-        # Loading (seconds of CPU and a 1.1 GB read) and generating must never slow the FAQ
-        # answers, the database or the event loop: this thread, and the compute threads
-        # llama.cpp starts from it, run at a lower priority (``supportbot.background``).
-        lower_this_thread()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -112,7 +108,10 @@ class LocalAnswerer:
         if self.engine is None:
             engine = self._make_engine()
             started = time.perf_counter()
-            engine.load()
+            # Loading (a 1.1 GB read and seconds of CPU, at start-up) must not slow the FAQ
+            # answers, the database or the event loop: it runs in a lower-priority thread
+            # (``supportbot.background``). Generating stays in this thread, at normal priority.
+            run_in_background(engine.load, name="llm-load")
             log.info("local LLM %s loaded with %s in %.1f s", self.model_name, engine.name,
                      time.perf_counter() - started)
             self.engine = engine
