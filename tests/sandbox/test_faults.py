@@ -15,8 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -25,8 +23,10 @@ from aiogram.exceptions import (
 )
 
 from supportbot.config import SANDBOX_BOT_TOKEN
-from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer, start_server
+from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer
 from supportbot.sandbox.faults import DEFAULT_DELAY, FaultError
+
+from .helpers import bot_for, running_sandbox
 
 CUSTOMER = 5151
 OTHER = 6262
@@ -34,11 +34,8 @@ OTHER = 6262
 
 @pytest.fixture
 async def server() -> AsyncIterator[SandboxServer]:
-    srv = await start_server(port=0, token=SANDBOX_BOT_TOKEN)
-    try:
+    async with running_sandbox(SANDBOX_BOT_TOKEN) as srv:
         yield srv
-    finally:
-        await srv.close()
 
 
 @pytest.fixture
@@ -51,13 +48,8 @@ async def client(server: SandboxServer) -> AsyncIterator[SandboxClient]:
 
 @pytest.fixture
 async def bot(server: SandboxServer) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(server.url))
-    bot = Bot(SANDBOX_BOT_TOKEN, session=session)
-    try:
+    async with bot_for(server, SANDBOX_BOT_TOKEN) as bot:
         yield bot
-    finally:
-        # Closing the aiohttp session directly skips AiohttpSession's 250 ms SSL grace sleep.
-        await (await bot.session.create_session()).close()
 
 
 async def bot_texts(client: SandboxClient, chat_id: int = CUSTOMER) -> list[str]:

@@ -33,8 +33,10 @@ from aiogram.types import (
     ReplyParameters,
 )
 
-from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer, start_server
+from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer
 from supportbot.sandbox.server import EntityParseError, parse_html, parse_markdown_v2
+
+from .helpers import bot_for, close_bot, running_sandbox
 
 TOKEN = "123456789:SANDBOX-test_token_0123456789abcdef"
 USER = 4242
@@ -48,28 +50,14 @@ def keyboard(*pairs: tuple[str, str]) -> InlineKeyboardMarkup:
 
 @pytest.fixture
 async def server() -> AsyncIterator[SandboxServer]:
-    srv = await start_server(port=0, token=TOKEN)
-    try:
+    async with running_sandbox(TOKEN) as srv:
         yield srv
-    finally:
-        await srv.close()
-
-
-async def close_bot(bot: Bot) -> None:
-    # AiohttpSession.close() sleeps 250 ms so SSL transports can finish; the sandbox is
-    # plain HTTP, so closing the underlying aiohttp session directly keeps tests fast.
-    http_session = await bot.session.create_session()
-    await http_session.close()
 
 
 @pytest.fixture
 async def bot(server: SandboxServer) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(server.url))
-    bot = Bot(TOKEN, session=session)
-    try:
+    async with bot_for(server, TOKEN) as bot:
         yield bot
-    finally:
-        await close_bot(bot)
 
 
 @pytest.fixture
