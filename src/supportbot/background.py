@@ -1,4 +1,11 @@
-"""Work that must never slow down customers' answers: run at a lower CPU priority.
+"""Threads for work that must stay off the event loop, and work that must not slow it.
+
+``in_worker_thread``: a sync call (the ORM, a file) made awaitable in a worker thread.
+Never asgiref's default ``thread_sensitive=True``: that runs every such call on ONE
+shared thread, where a single slow call (a long query, a model loading) holds up every
+customer's database work.
+
+The rest runs work at a lower CPU priority.
 
 Linux gives every thread its own nice value, so one thread (joining a 1.1 GB model
 from its pip parts, say) can step back without slowing the threads that answer
@@ -12,12 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def in_worker_thread(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """``fn`` made awaitable, run in a worker thread of the event loop's pool."""
+    return sync_to_async(fn, thread_sensitive=False)
 
 #: How far background work steps back (nice 0 -> 10).
 BACKGROUND_NICENESS = 10

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from supportbot.background import in_worker_thread
 from supportbot.i18n import gettext_for
 from supportbot.pipeline import Answer, AnswerPipeline, Conversation
 from supportbot.support import services
@@ -31,16 +31,6 @@ from supportbot.support.choices import Actor
 from supportbot.support.models import Message
 from supportbot.support.services import CustomerInfo, FeedbackOutcome
 from supportbot.support.voice import attach_transcript
-
-
-def _db(fn):
-    """A sync ORM function as a coroutine run in a worker thread.
-
-    ``thread_sensitive=False``: asgiref would otherwise run every call on ONE shared
-    thread, where one slow call (a long query, a model loading) holds up every
-    customer's database work.
-    """
-    return sync_to_async(fn, thread_sensitive=False)
 
 
 class Command(str, Enum):
@@ -97,7 +87,7 @@ class ConversationService:
     async def _say(self, outcome: Outcome, text: str, *, source: str = Message.Source.SYSTEM,
                    quote: bool = False, **fields) -> int:
         assert outcome.ticket_id is not None
-        row = await _db(services.record_outgoing)(
+        row = await in_worker_thread(services.record_outgoing)(
             ticket_id=outcome.ticket_id, text=text, source=source, in_reply_to_id=outcome.incoming_id,
             quote_reply=quote, deliver=self.deliver, claim=outcome.claim if self.deliver else None, **fields)
         outcome.outgoing.append(row.pk)
@@ -106,7 +96,7 @@ class ConversationService:
 
     async def _log(self, customer: CustomerInfo, *, kind: str, text: str, language: str,
                    telegram_message_id: int | None) -> tuple[Outcome, services.Incoming]:
-        incoming = await _db(services.record_incoming)(
+        incoming = await in_worker_thread(services.record_incoming)(
             customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
         outcome = Outcome(incoming.ticket_id, incoming.message_id, chat_id=customer.id, language=language,
                           reply_to=telegram_message_id, with_operator=incoming.with_operator)
@@ -120,7 +110,8 @@ class ConversationService:
 
     async def _hand_over(self, outcome: Outcome, *, actor: str, reason: str, text: str) -> Outcome:
         assert outcome.ticket_id is not None
-        outcome.handed_over = await _db(services.hand_over)(ticket_id=outcome.ticket_id, actor=actor, reason=reason)
+        outcome.handed_over = await in_worker_thread(services.hand_over)(
+            ticket_id=outcome.ticket_id, actor=actor, reason=reason)
         if outcome.handed_over:
             await self._say(outcome, text)
         return outcome
@@ -197,10 +188,11 @@ class ConversationService:
                        language: str) -> tuple[FeedbackOutcome, Outcome | None]:
         """Helpful / Not helpful under an automatic answer; "Not helpful" hands the ticket over."""
         _ = gettext_for(language)
-        result = await _db(services.record_feedback)(message_id=message_id, customer_id=customer.id, helpful=helpful)
+        result = await in_worker_thread(services.record_feedback)(
+            message_id=message_id, customer_id=customer.id, helpful=helpful)
         if result is not FeedbackOutcome.STORED or helpful:
             return result, None
-        ticket_id = await _db(services.ticket_of)(message_id=message_id)
+        ticket_id = await in_worker_thread(services.ticket_of)(message_id=message_id)
         outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=True)
         await self._say(outcome, _("Sorry it did not help. I have passed your question to an operator."))
         return result, outcome
@@ -216,9 +208,9 @@ class ConversationService:
         _ = gettext_for(language)
         logged = await self._log(customer, kind=Message.Kind.VOICE, text=heard.text, language=language,
                                  telegram_message_id=telegram_message_id)
-        outcome, _incoming = logged
-        await _db(attach_transcript)(
-            message_id=outcome.incoming_id, language=heard.language, probability=heard.probability,
+        outcome, incoming = logged
+        await in_worker_thread(attach_transcript)(
+            message_id=incoming.message_id, language=heard.language, probability=heard.probability,
             audio_seconds=heard.seconds, transcription_ms=heard.transcription_ms, audio_file=heard.audio_file)
         if not heard.text:
             await self._say(outcome, _("I could not hear anything in your voice message. "
@@ -237,21 +229,21 @@ class ConversationService:
         ``notice`` (already in the customer's language) says why; ``details``: what is known
         about the audio (``attach_transcript``). ``hand_over``: something broke on our side.
         """
-        outcome, _incoming = await self._log(customer, kind=Message.Kind.VOICE, text="", language=language,
-                                             telegram_message_id=telegram_message_id)
+        outcome, incoming = await self._log(customer, kind=Message.Kind.VOICE, text="", language=language,
+                                            telegram_message_id=telegram_message_id)
         if details:
-            await _db(attach_transcript)(message_id=outcome.incoming_id, **details)
+            await in_worker_thread(attach_transcript)(message_id=incoming.message_id, **details)
         await self._say(outcome, notice, quote=True)
         if hand_over:
-            outcome.handed_over = await _db(services.hand_over)(
-                ticket_id=outcome.ticket_id, actor=Actor.BOT, reason="voice message could not be processed")
+            outcome.handed_over = await in_worker_thread(services.hand_over)(
+                ticket_id=incoming.ticket_id, actor=Actor.BOT, reason="voice message could not be processed")
         return outcome
 
     # -- failures ----------------------------------------------------------------------------------------
     async def failed(self, customer: CustomerInfo, *, language: str, reason: str) -> Outcome:
         """Handling the customer's update broke: apologise and give the ticket to a person."""
         _ = gettext_for(language)
-        ticket_id, changed = await _db(services.hand_over_after_error)(customer=customer, reason=reason)
+        ticket_id, changed = await in_worker_thread(services.hand_over_after_error)(customer=customer, reason=reason)
         outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=changed)
         await self._say(outcome, _("Sorry, something went wrong on our side. "
                                    "Your message is saved and an operator will see it."))

@@ -11,12 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
-
+from supportbot.background import in_worker_thread
 from supportbot.knowledge.index import EntryMatch, FaqIndex
 
 if TYPE_CHECKING:
@@ -25,15 +23,6 @@ if TYPE_CHECKING:
     from supportbot.llm.setup import LlmFallback
 
 log = logging.getLogger(__name__)
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _in_worker_thread(fn: Callable[_P, _R]) -> Callable[_P, Awaitable[_R]]:
-    """``fn`` made awaitable, run in a worker thread (not the one shared sync thread)."""
-    return sync_to_async(fn, thread_sensitive=False)
-
 
 class Source:
     """Where an answer came from: the message log's sources (one definition, ``support.choices``), or a person."""
@@ -140,7 +129,7 @@ class AnswerPipeline:
         if best is not None:
             answer.score = best.score
         if use_faq and result.confident and best is not None:
-            text = await sync_to_async(_entry_answer, thread_sensitive=False)(best.entry_id)
+            text = await in_worker_thread(_entry_answer)(best.entry_id)
             if text:  # None: the entry was deactivated or deleted a moment ago
                 answer.source = Source.FAQ
                 answer.text = text
@@ -163,7 +152,7 @@ class AnswerPipeline:
 
         llm = self.llm
         assert llm is not None
-        db = _in_worker_thread
+        db = in_worker_thread
         customer = conversation.customer_id if conversation is not None else None
         lock: contextlib.AbstractAsyncContextManager[Any]
         if customer is None:

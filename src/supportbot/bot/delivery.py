@@ -47,9 +47,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from aiogram.types import InlineKeyboardMarkup
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from supportbot.background import in_worker_thread
 from supportbot.bot.render import escape, feedback_keyboard, split_text
 from supportbot.bot.streaming import TelegramDraft, labelled
 from supportbot.i18n import gettext_for, pick_language
@@ -74,11 +74,6 @@ class Recipient:
     chat_id: int
     language: str
     reply_to: int | None = None
-
-
-def _off_loop(fn):
-    """Run a sync ORM function in a worker thread, never on asgiref's one shared thread."""
-    return sync_to_async(fn, thread_sensitive=False)
 
 
 class Delivery:
@@ -115,7 +110,8 @@ class Delivery:
                 for m in rest:  # none of them is this worker's to send any more
                     m.delivery_status = Message.Delivery.PENDING
                 if len(rest) > 1:  # the loop sends them, in order, after this one
-                    await _off_loop(services.release)(message_ids=[m.pk for m in rest[1:]], claimed_at=outcome.claim)
+                    await in_worker_thread(services.release)(
+                        message_ids=[m.pk for m in rest[1:]], claimed_at=outcome.claim)
                 self._wake.set()
                 if draft is not None and not draft.finished:
                     await draft.discard()  # no half-written answer stays behind, nor its updater
@@ -126,7 +122,7 @@ class Delivery:
         """One pass of the loop: claim and send what is due. Returns how many were sent."""
         delivered = 0
         for n in range(self.batch):
-            claimed = await _off_loop(services.claim_outbox)(limit=1, recover=n == 0)
+            claimed = await in_worker_thread(services.claim_outbox)(limit=1, recover=n == 0)
             if not claimed:
                 break
             message = claimed[0]
@@ -163,31 +159,30 @@ class Delivery:
             return False
         except TelegramForbiddenError as exc:
             # The customer blocked the bot: final, never retried.
-            await _off_loop(services.mark_customer_blocked)(user_id=chat_id)
+            await in_worker_thread(services.mark_customer_blocked)(user_id=chat_id)
             await self._failed(message, claim, exc.message, final=True)
             return False
         except TelegramBadRequest as exc:
             await self._failed(message, claim, exc.message, final=True)
             return False
-        except (TimeoutError, TelegramAPIError, OSError) as exc:
-            # 5xx, network errors, timeouts: retried after a back-off, then failed visibly.
-            retry_in = self.backoff[min(message.delivery_attempts, len(self.backoff) - 1)]
-            log.warning("sending message %s to %s failed (attempt %d): %s", message.pk, chat_id,
-                        message.delivery_attempts + 1, exc)
-            await self._failed(message, claim, f"{type(exc).__name__}: {exc}", retry_in=retry_in)
-            return False
         except Exception as exc:
-            log.exception("sending message %s to %s failed", message.pk, chat_id)
+            # 5xx, network errors, timeouts (and anything unexpected): retried after a
+            # back-off, then failed visibly.
+            if isinstance(exc, (TimeoutError, TelegramAPIError, OSError)):
+                log.warning("sending message %s to %s failed (attempt %d): %s", message.pk, chat_id,
+                            message.delivery_attempts + 1, exc)
+            else:
+                log.exception("sending message %s to %s failed", message.pk, chat_id)
             retry_in = self.backoff[min(message.delivery_attempts, len(self.backoff) - 1)]
             await self._failed(message, claim, f"{type(exc).__name__}: {exc}", retry_in=retry_in)
             return False
-        await _off_loop(services.mark_sent)(message_id=message.pk, telegram_message_id=tg_id, claimed_at=claim)
+        await in_worker_thread(services.mark_sent)(message_id=message.pk, telegram_message_id=tg_id, claimed_at=claim)
         return True
 
     async def _failed(self, message: Message, claim, error: str, *, final: bool = False,
                       retry_in: float | None = None, counts: bool = True) -> None:
         retry_at = None if retry_in is None else timezone.now() + timedelta(seconds=retry_in)
-        await _off_loop(services.delivery_failed)(
+        await in_worker_thread(services.delivery_failed)(
             message_id=message.pk, error=error, final=final, claimed_at=claim, retry_at=retry_at, counts=counts)
         if final or not counts or message.delivery_attempts + 1 < services.MAX_DELIVERY_ATTEMPTS:
             return
@@ -217,7 +212,7 @@ class Delivery:
             else:
                 last_id = await self._send_one(chat_id, parts[n], markup, reply_to if n == 0 else None)
             if not last:
-                await _off_loop(services.parts_delivered)(
+                await in_worker_thread(services.parts_delivered)(
                     message_id=message.pk, parts=n + 1, claimed_at=message.delivery_claimed_at)
         return last_id
 

@@ -12,9 +12,9 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
-from asgiref.sync import sync_to_async
 
 from supportbot.assembly import Process, prepare_index, process
+from supportbot.background import in_worker_thread
 from supportbot.bot.delivery import Delivery
 from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.middlewares import CustomerContextMiddleware
@@ -99,7 +99,7 @@ class BotApp:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        await sync_to_async(prepare_index, thread_sensitive=False)(self.pipeline)
+        await in_worker_thread(prepare_index)(self.pipeline)
         me = await self.bot.get_me()
         await self.bot.delete_webhook(drop_pending_updates=False)
         with contextlib.suppress(Exception):  # cosmetic; a self-hosted API may lack it

@@ -167,15 +167,6 @@ def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = Tr
     return changed
 
 
-def hand_over_customer(*, user_id: int, reason: str) -> bool:
-    """Hand the customer's active ticket (if any) to a person."""
-    ticket_id = (
-        Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).values_list("id", flat=True).first()
-    )
-    return ticket_id is not None and hand_over(
-        ticket_id=ticket_id, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
-
-
 @transaction.atomic
 def hand_over_after_error(*, customer: CustomerInfo, reason: str) -> tuple[int, bool]:
     """Handling the customer's update failed: their active ticket (opened if need be) goes to
@@ -241,8 +232,7 @@ def record_outgoing(
     elif not deliver:
         status = Message.Delivery.NOT_APPLICABLE
     elif claim is not None and not (
-        Message.objects.filter(ticket_id=ticket_id, delivery_status__in=_UNDELIVERED)
-        .exclude(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claim).exists()
+        _undelivered(ticket_id).exclude(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claim).exists()
     ):
         status, claimed_at = Message.Delivery.SENDING, claim
     else:
@@ -447,10 +437,8 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
     old claim time: of several workers recovering at once, one wins, and a worker that
     still holds its claim is never overtaken (its claim time is within the lease).
     """
-    now = now or timezone.now()
-    cutoff = now - (lease if lease is not None else outbox_lease())
     stale = list(
-        Message.objects.filter(delivery_status=Message.Delivery.SENDING, delivery_claimed_at__lt=cutoff)
+        Message.objects.stuck(lease=lease if lease is not None else outbox_lease(), now=now)
         .order_by("id").values_list("id", "delivery_claimed_at", "delivery_interrupted", "delivery_attempts")
     )
     recovered = 0
@@ -476,10 +464,14 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
     return recovered
 
 
+def _undelivered(ticket_id: int):
+    """The ticket's messages that have not gone out yet (pending or being sent)."""
+    return Message.objects.filter(ticket_id=ticket_id, delivery_status__in=_UNDELIVERED)
+
+
 def _waits_for_earlier(message_id: int, ticket_id: int) -> bool:
     """An earlier message of the same ticket has not gone out yet."""
-    return Message.objects.filter(ticket_id=ticket_id, id__lt=message_id,
-                                  delivery_status__in=_UNDELIVERED).exists()
+    return _undelivered(ticket_id).filter(id__lt=message_id).exists()
 
 
 def _claim(message_id: int, now) -> Message | None:

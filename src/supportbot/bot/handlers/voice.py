@@ -17,8 +17,8 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Audio, VideoNote, Voice
 from aiogram.types import Message as TgMessage
 from aiogram.utils.chat_action import ChatActionSender
-from asgiref.sync import sync_to_async
 
+from supportbot.background import in_worker_thread
 from supportbot.bot.delivery import Delivery
 from supportbot.bot.handlers.messages import answer_and_deliver
 from supportbot.conversation import ConversationService, Heard
@@ -155,7 +155,7 @@ class _TooBig(Exception):
 async def _keep(store: AudioStore, data: bytes, suffix: str) -> str:
     if not data or not store.keep:
         return ""
-    return await sync_to_async(store.save, thread_sensitive=False)(data, suffix=suffix)
+    return await in_worker_thread(store.save)(data, suffix=suffix)
 
 
 def _has_audio(message: TgMessage) -> bool:
