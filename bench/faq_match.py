@@ -42,9 +42,11 @@ def load_bench(path: Path, split: str, *, baseline: bool) -> tuple[list[dict], l
     data = json.loads(path.read_text(encoding="utf-8"))
     if split not in data:
         raise SystemExit(f"{path}: no split {split!r} (has: {', '.join(k for k in data if isinstance(data[k], list))})")
+    default_language = data.get("language") if data.get("language") in ("uk", "ru", "en") else "en"
     faq = [
         {"key": _slug(e["faq_id"]), "question": e["question"], "answer": e.get("answer") or f"ANSWER:{e['faq_id']}",
-         "phrasings": [] if baseline else list(e.get("paraphrases") or []), "language": "en", "active": True}
+         "phrasings": [] if baseline else list(e.get("paraphrases") or []),
+         "language": e.get("language") or default_language, "active": True}
         for e in data["faq"]
     ]
     return faq, data[split], {_slug(e["faq_id"]): e["faq_id"] for e in data["faq"]}

@@ -26,6 +26,9 @@ class BagOfWordsEmbedder:
                 out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
         return normalise_rows(out)
 
+    def embed_documents(self, texts):
+        return self.embed(texts)
+
     @property
     def embedded_texts(self) -> int:
         return sum(len(c) for c in self.calls)

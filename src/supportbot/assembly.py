@@ -59,7 +59,7 @@ class Process:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                self._embedder = build_embedder(self.cfg.faq)
+                self._embedder = build_embedder(self.cfg.faq, model_dir=self.cfg.model_dir)
             return self._embedder
 
     @property

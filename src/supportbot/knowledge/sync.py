@@ -77,7 +77,7 @@ def sync_embeddings(
         bar = tqdm(total=len(items), desc="Embedding FAQ", unit="text")
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        vectors = embedder.embed([text for _, (_, text) in chunk])
+        vectors = embedder.embed_documents([text for _, (_, text) in chunk])
         rows: list[NewVector] = [
             (entry_id, phrasing_id, digest, vec)
             for ((entry_id, digest), (phrasing_id, _)), vec in zip(chunk, vectors, strict=True)
