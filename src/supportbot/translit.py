@@ -34,10 +34,40 @@ _LATIN = re.compile(r"[A-Za-z]")
 _UK_LETTERS = set("іїєґІЇЄҐ")
 _RU_LETTERS = set("ыэёъЫЭЁЪ")
 
+
+
+def _markers(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 # Function words and frequent support words, as people type them in Latin letters.
-_UK_MARKERS = frozenset(["chy", "chi", "shcho", "scho", "sho", "shchob", "shob", "yak", "yaka", "yake", "yaki", "yakyi", "yakyy", "skilky", "skilki", "skilka", "koly", "kudy", "de", "dlia", "dlya", "mozhna", "mozhu", "mozhe", "treba", "potribno", "chomu", "tomu", "vzhe", "vzhe", "tezh", "takozh", "ale", "abo", "yakscho", "yaksho", "yakshcho", "tse", "tsia", "tsei", "tsey", "meni", "mene", "vy", "vam", "vas", "vash", "vashe", "vashi", "nas", "nam", "mii", "miy", "moie", "moye", "moya", "moi", "ye", "yest", "nemaie", "nemaye", "nema", "mayu", "maiete", "mayete", "zamovlennia", "zamovlennya", "zamovyv", "zamovyla", "zamovlennyu", "dostavku", "dostavky", "koshtuie", "koshtuye", "koshtuyut", "povernuty", "povernennia", "povernennya", "obminiaty", "obminyaty", "harantiia", "garantiya", "harantiyi", "garantii", "dyakuyu", "diakuiu", "dyakuju", "pryvit", "vitayu", "dobryi", "dobryy", "den", "dnia", "dnya", "tyzhden", "tyzhnia", "tyzhnya", "hroshi", "groshi", "hryven", "hryvni", "griven", "grn", "oplata", "oplatyty", "oplatu", "kartkoiu", "kartkoyu", "kartka", "rozstrochka", "rozstrochku", "otrymaty", "otrymav", "otrymala", "prykhodyt", "pryide", "pryjde", "pryyde", "pryvezete", "dovho", "dovgo", "shvydko", "zaraz", "sohodni", "sogodni", "zavtra", "vchora", "tsina", "tsinu", "cina", "cinu", "vartist", "vartisť", "nova", "poshta", "viddilennia", "viddilennya", "viddilenni", "kuryer", "kurier"])
-_RU_MARKERS = frozenset(["kak", "kakaya", "kakoi", "kakoy", "kakie", "chto", "shto", "chtoby", "shtoby", "skolko", "skolka", "kogda", "kuda", "gde", "dlya", "dlia", "mozhno", "mogu", "mozhet", "nado", "nuzhno", "pochemu", "potomu", "uzhe", "tozhe", "takzhe", "no", "ili", "esli", "eto", "eta", "etot", "mne", "menya", "vy", "vam", "vas", "vash", "vashe", "vashi", "nas", "nam", "moi", "moy", "moya", "moe", "moyo", "est", "net", "nety", "imeyu", "zakaz", "zakaza", "zakazal", "zakazala", "zakazu", "dostavka", "dostavku", "dostavki", "stoit", "stoyat", "vernut", "vozvrat", "vozvrata", "obmenyat", "garantiya", "garantii", "spasibo", "spasibki", "privet", "zdravstvuite", "zdravstvuyte", "dobryi", "dobryy", "den", "dnya", "nedelya", "nedeli", "dengi", "rublei", "griven", "grn", "oplata", "oplatit", "oplatu", "kartoi", "kartoy", "karta", "rassrochka", "rassrochku", "poluchit", "poluchil", "poluchila", "pridet", "priedet", "privezete", "privezut", "dolgo", "bystro", "seichas", "seychas", "segodnya", "zavtra", "vchera", "pozhaluista", "pozhaluysta", "ochen", "horosho", "khorosho", "tsena", "tsenu", "cena", "cenu", "stoimost", "pochta", "otdelenie", "otdelenii", "kurer"])
-_EN_MARKERS = frozenset(["the", "a", "an", "is", "are", "was", "were", "be", "do", "does", "did", "have", "has", "had", "can", "could", "will", "would", "should", "i", "you", "he", "she", "it", "we", "they", "my", "your", "our", "their", "me", "him", "her", "us", "them", "what", "when", "where", "why", "how", "which", "who", "whom", "this", "that", "these", "those", "to", "of", "in", "on", "at", "for", "from", "with", "by", "about", "and", "or", "but", "not", "no", "yes", "if", "then", "there", "here", "please", "thanks", "thank", "hi", "hello", "order", "delivery", "price", "cost", "much", "many", "long", "get", "send", "pay", "return", "refund", "warranty"])
+_UK_MARKERS = _markers("""
+chy chi shcho scho sho shchob shob yak yaka yake yaki yakyi yakyy skilky skilki skilka koly kudy de dlia dlya
+mozhna mozhu mozhe treba potribno chomu tomu vzhe vzhe tezh takozh ale abo yakscho yaksho yakshcho tse tsia
+tsei tsey meni mene vy vam vas vash vashe vashi nas nam mii miy moie moye moya moi ye yest nemaie nemaye nema
+mayu maiete mayete zamovlennia zamovlennya zamovyv zamovyla zamovlennyu dostavku dostavky koshtuie koshtuye
+koshtuyut povernuty povernennia povernennya obminiaty obminyaty harantiia garantiya harantiyi garantii
+dyakuyu diakuiu dyakuju pryvit vitayu dobryi dobryy den dnia dnya tyzhden tyzhnia tyzhnya hroshi groshi
+hryven hryvni griven grn oplata oplatyty oplatu kartkoiu kartkoyu kartka rozstrochka rozstrochku otrymaty
+otrymav otrymala prykhodyt pryide pryjde pryyde pryvezete dovho dovgo shvydko zaraz sohodni sogodni zavtra
+vchora tsina tsinu cina cinu vartist vartisť nova poshta viddilennia viddilennya viddilenni kuryer kurier
+""")
+_RU_MARKERS = _markers("""
+kak kakaya kakoi kakoy kakie chto shto chtoby shtoby skolko skolka kogda kuda gde dlya dlia mozhno mogu
+mozhet nado nuzhno pochemu potomu uzhe tozhe takzhe no ili esli eto eta etot mne menya vy vam vas vash vashe
+vashi nas nam moi moy moya moe moyo est net nety imeyu zakaz zakaza zakazal zakazala zakazu dostavka dostavku
+dostavki stoit stoyat vernut vozvrat vozvrata obmenyat garantiya garantii spasibo spasibki privet
+zdravstvuite zdravstvuyte dobryi dobryy den dnya nedelya nedeli dengi rublei griven grn oplata oplatit oplatu
+kartoi kartoy karta rassrochka rassrochku poluchit poluchil poluchila pridet priedet privezete privezut dolgo
+bystro seichas seychas segodnya zavtra vchera pozhaluista pozhaluysta ochen horosho khorosho tsena tsenu cena
+cenu stoimost pochta otdelenie otdelenii kurer
+""")
+_EN_MARKERS = _markers("""
+the a an is are was were be do does did have has had can could will would should i you he she it we they my
+your our their me him her us them what when where why how which who whom this that these those to of in on at
+for from with by about and or but not no yes if then there here please thanks thank hi hello order delivery
+price cost much many long get send pay return refund warranty
+""")
 
 
 def _words(text: str) -> list[str]:
