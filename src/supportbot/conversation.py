@@ -23,9 +23,10 @@ from enum import Enum
 
 from django.utils import timezone
 
+from supportbot import smalltalk
 from supportbot.background import in_worker_thread
 from supportbot.i18n import gettext_for
-from supportbot.pipeline import Answer, AnswerPipeline, Conversation
+from supportbot.pipeline import Answer, AnswerPipeline, Conversation, Source
 from supportbot.support import services
 from supportbot.support.choices import Actor
 from supportbot.support.models import Message
@@ -57,7 +58,8 @@ class Outcome:
     #: (``services.record_outgoing``), or pending behind an earlier message of the ticket.
     messages: list[Message] = field(default_factory=list)
     claim: datetime = field(default_factory=timezone.now)
-    #: The answer pipeline's result, where a question was asked.
+    #: The answer pipeline's result, where a question was asked; for small talk the bot's own
+    #: reply (source ``smalltalk``) or, for "I want a person", a hand-over that asked no pipeline.
     answer: Answer | None = None
     #: This event handed the ticket to a person.
     handed_over: bool = False
@@ -116,6 +118,27 @@ class ConversationService:
             await self._say(outcome, text)
         return outcome
 
+    async def _to_a_person(self, outcome: Outcome, incoming: services.Incoming, _, *, reason: str) -> Outcome:
+        """The customer asked for a person (``/operator``, or in words): hand over, or say one is on it."""
+        if incoming.with_operator:
+            return await self._waiting(outcome, incoming, _)
+        return await self._hand_over(
+            outcome, actor=Actor.CUSTOMER, reason=reason,
+            text=_("I have passed your question to an operator. A person will reply here soon."))
+
+    async def _small_talk(self, outcome: Outcome, incoming: services.Incoming, talk: smalltalk.SmallTalk, _,
+                          started: float) -> Outcome:
+        """Greetings, thanks, "who are you"...: the bot's own short text, never the FAQ or an LLM."""
+        if talk is smalltalk.SmallTalk.WANTS_PERSON:
+            reason = "customer asked for a person in words"
+            outcome.answer = Answer(source=Source.HANDOVER, reason=reason)
+            return await self._to_a_person(outcome, incoming, _, reason=reason)
+        text = smalltalk.reply(talk, _)
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        outcome.answer = Answer(source=Message.Source.SMALLTALK, text=text, reason=talk.value, elapsed_ms=elapsed_ms)
+        await self._say(outcome, text, source=Message.Source.SMALLTALK, processing_ms=elapsed_ms)
+        return outcome
+
     # -- questions ----------------------------------------------------------------------------------
     async def ask(
         self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
@@ -124,6 +147,9 @@ class ConversationService:
     ) -> Outcome:
         """A question in words (typed, or a voice transcript): answer it, or hand it over.
 
+        Small talk ("hi", "thanks", "are you a bot?") gets the bot's own reply and "I want a
+        person" a hand-over, before the pipeline (``supportbot.smalltalk``); not while a person
+        owns the ticket: then the bot stays quiet as for any message.
         ``stream``: where an LLM answer is shown while it is written (the bot's draft).
         """
         _ = gettext_for(language)
@@ -132,6 +158,9 @@ class ConversationService:
             customer, kind=kind, text=text, language=language, telegram_message_id=telegram_message_id)
         if incoming.with_operator:
             return await self._waiting(outcome, incoming, _)
+        talk = smalltalk.classify(text)
+        if talk is not None:
+            return await self._small_talk(outcome, incoming, talk, _, started)
         conversation = Conversation(customer_id=customer.id, ticket_id=incoming.ticket_id,
                                     message_id=incoming.message_id)
         answer = await self.pipeline.answer(text, language=language, conversation=conversation,
@@ -162,11 +191,7 @@ class ConversationService:
                 "Hello, {name}! I am the support assistant. Ask your question in your own words "
                 "and I will answer from our knowledge base, or pass it to a person.").format(name=name))
         elif command is Command.OPERATOR:
-            if incoming.with_operator:
-                return await self._waiting(outcome, incoming, _)
-            await self._hand_over(
-                outcome, actor=Actor.CUSTOMER, reason="customer asked for a person (/operator)",
-                text=_("I have passed your question to an operator. A person will reply here soon."))
+            return await self._to_a_person(outcome, incoming, _, reason="customer asked for a person (/operator)")
         else:
             await self._say(outcome, _(
                 "Write your question as a normal message, or send a voice message.\n"

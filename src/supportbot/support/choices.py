@@ -19,6 +19,9 @@ class MessageSource(TextChoices):
     API_LLM = "api_llm", "API LLM"
     OPERATOR = "operator", "Operator"
     SYSTEM = "system", "System"
+    #: The bot's own reply to a greeting, thanks, "who are you"... (``supportbot.smalltalk``):
+    #: not a notice like SYSTEM, not an answer to rate, never given to an LLM as history.
+    SMALLTALK = "smalltalk", "Small talk"
 
 
 #: Answers written by a language model (the hourly limit, the admin's model details).
