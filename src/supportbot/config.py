@@ -86,6 +86,8 @@ class LlmSettings:
     max_tokens: int
     max_answer_chars: int
     stream_edit_seconds: float
+    #: answer (written, fact-checked) / choose (an entry's own answer) / draft (for the operator only)
+    answer_mode: str = "answer"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=256, ge=16, le=4096)
     llm_max_answer_chars: int = Field(default=1200, ge=50, le=4000)
     llm_stream_edit_seconds: float = Field(default=1.0, ge=0.1, le=30)
+    #: What the LLM step may send (supportbot.llm.factcheck, docs/llm.md): a written answer that
+    #: passes the fact check, the chosen entry's own answer, or nothing (a draft for the operator).
+    llm_answer_mode: Literal["answer", "choose", "draft"] = "answer"
 
     # Outbox (operators' replies): a reply a bot worker claimed and left "sending" for longer
     # than this was abandoned by a crash; it is re-sent once, marked (see support.services).
@@ -296,7 +301,7 @@ class Settings(BaseSettings):
             self.api_llm_enabled, self.openai_api_key, self.openai_base_url, self.openai_model,
             self.api_llm_timeout, self.api_llm_retries, self.llm_max_calls_per_hour, self.llm_context_entries,
             self.llm_history_messages, self.llm_max_tokens, self.llm_max_answer_chars,
-            self.llm_stream_edit_seconds)
+            self.llm_stream_edit_seconds, self.llm_answer_mode)
 
     @cached_property
     def outbox(self) -> OutboxSettings:

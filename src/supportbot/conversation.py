@@ -110,10 +110,11 @@ class ConversationService:
             await self._say(outcome, _("An operator is handling your request. A person will reply here soon."))
         return outcome
 
-    async def _hand_over(self, outcome: Outcome, *, actor: str, reason: str, text: str) -> Outcome:
+    async def _hand_over(self, outcome: Outcome, *, actor: str, reason: str, text: str,
+                         draft_answer: str = "") -> Outcome:
         assert outcome.ticket_id is not None
         outcome.handed_over = await in_worker_thread(services.hand_over)(
-            ticket_id=outcome.ticket_id, actor=actor, reason=reason)
+            ticket_id=outcome.ticket_id, actor=actor, reason=reason, draft_answer=draft_answer)
         if outcome.handed_over:
             await self._say(outcome, text)
         return outcome
@@ -177,7 +178,8 @@ class ConversationService:
         if answer.limited:
             notice = _("You have asked many questions in the last hour, so I have passed this one to an "
                        "operator. A person will reply here soon.")
-        return await self._hand_over(outcome, actor=Actor.BOT, reason=answer.reason or "no answer", text=notice)
+        return await self._hand_over(outcome, actor=Actor.BOT, reason=answer.reason or "no answer", text=notice,
+                                     draft_answer=answer.draft or "")
 
     # -- commands and other kinds ----------------------------------------------------------------------
     async def command(self, customer: CustomerInfo, command: Command, *, text: str, language: str,

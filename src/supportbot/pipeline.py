@@ -56,6 +56,10 @@ class Answer:
     steps: list[StepReport] = field(default_factory=list)
     #: The customer reached the hourly LLM limit (the bot says so when it hands over).
     limited: bool = False
+    #: The FAQ entry an LLM answer is grounded in (its fact check's, or the one the model chose).
+    grounded_in: int | None = None
+    #: ``LLM_ANSWER_MODE=draft``: the fact-checked answer, not sent, kept for the operator.
+    draft: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -77,13 +81,16 @@ class Answer:
             "first_token_ms": self.first_token_ms,
             "llm_ms": self.llm_ms,
             "steps": [s.as_dict() for s in self.steps],
+            "draft": self.draft,
         }
 
     def llm_fields(self) -> dict:
         """What the message log keeps about an LLM answer."""
         return {
             "llm_model": self.model or "",
-            "context_entries": [{"id": c.entry_id, "key": c.key, "score": round(c.score, 4)} for c in self.context],
+            "context_entries": [{"id": c.entry_id, "key": c.key, "score": round(c.score, 4),
+                                 **({"grounds": True} if c.entry_id == self.grounded_in else {})}
+                                for c in self.context],
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "first_token_ms": self.first_token_ms,
@@ -146,9 +153,16 @@ class AnswerPipeline:
         self, answer: Answer, question: str, matches: list[EntryMatch], language: str | None,
         conversation: Conversation | None, stream: AnswerStream | None,
     ) -> None:
-        """Local model, then API, grounded in the nearest FAQ entries; fills ``answer`` when one answers."""
+        """Local model, then API, grounded in the nearest FAQ entries; fills ``answer`` when one answers.
+
+        ``LLM_ANSWER_MODE`` (``llm.answer_mode``) decides what may reach the customer: a
+        written answer that passes the fact check (``answer``), the stored answer of the
+        entry the model chose (``choose``), or nothing: the checked answer is kept as a
+        draft for the operator and the ticket handed over (``draft``).
+        """
         from supportbot.llm import context
-        from supportbot.llm.prompt import build_messages
+        from supportbot.llm.factcheck import FactChecker
+        from supportbot.llm.prompt import build_choice_messages, build_messages
 
         llm = self.llm
         assert llm is not None
@@ -173,8 +187,14 @@ class AnswerPipeline:
                 if conversation is not None:
                     history = await db(context.ticket_history)(
                         conversation.ticket_id, conversation.message_id, llm.history_messages)
-                messages = build_messages(question, entries=entries, history=history, language=language)
-                result = await llm.chain.run(messages, stream=stream)
+                if llm.answer_mode == "choose":
+                    result = await llm.chain.run(build_choice_messages(question, entries=entries, history=history),
+                                                 choices=len(entries))
+                else:
+                    messages = build_messages(question, entries=entries, history=history, language=language)
+                    checker = FactChecker(entries, question) if llm.check_facts else None
+                    shown = stream if llm.answer_mode == "answer" else None  # a draft mode answer is never shown
+                    result = await llm.chain.run(messages, stream=shown, check=checker)
         finally:
             if customer is not None:
                 users[0] -= 1
@@ -184,10 +204,22 @@ class AnswerPipeline:
         if not result.answered:
             answer.reason += "; " + result.summary()
             return
-        assert result.source is not None  # set on every answered result
-        answer.source, answer.text, answer.model = result.source, result.text, result.model
+        assert result.source is not None and result.text is not None  # set on every answered result
+        text = result.text
+        answer.grounded_in = result.check.entry_id if result.check is not None else None
+        if result.choice is not None:  # choose: the entry's own words, as the FAQ keeps them
+            chosen = entries[result.choice - 1]
+            text, answer.faq_entry_id, answer.faq_key = chosen.answer, chosen.entry_id, chosen.key
+            answer.grounded_in = chosen.entry_id
+            result.steps[-1].detail = f"chose {chosen.key}"
+        answer.model = result.model
         answer.prompt_tokens, answer.completion_tokens = result.prompt_tokens, result.completion_tokens
         answer.first_token_ms, answer.llm_ms = result.first_token_ms, result.total_ms
+        if llm.answer_mode == "draft":
+            answer.draft = text
+            answer.reason += f"; {result.summary()}; draft kept for the operator (LLM_ANSWER_MODE=draft)"
+            return
+        answer.source, answer.text = result.source, text
         answer.reason = ""
 
 

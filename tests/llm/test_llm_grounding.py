@@ -6,6 +6,7 @@ import pytest
 
 from supportbot.llm.prompt import (
     GROUNDED,
+    LATIN_HINT,
     QUESTION,
     REFUSAL_MARKER,
     SYSTEM_PROMPT,
@@ -62,6 +63,13 @@ def test_the_answer_language_follows_the_question():
     assert answer_language(grounded("Есть ли доставка во Львов?")) == "Russian"
     assert answer_language(grounded("Is there delivery to Lviv?"), "uk") == "English"
     assert answer_language(grounded("1500?"), "ru") == "Russian"
+    # Ukrainian or Russian in Latin letters is answered in Ukrainian or Russian, and the model is told so.
+    assert answer_language(grounded("skilky koshtuye dostavka do lvova?")) == "Ukrainian"
+    assert answer_language(grounded("kogda privezut moi zakaz?"), "en") == "Russian"
+    latin = grounded("chi mozhna povernuty tovar?")
+    assert LATIN_HINT.format(language="Ukrainian") in latin
+    assert latin.rstrip().endswith("chi mozhna povernuty tovar?")  # the question is still the last line
+    assert "Latin letters" not in grounded("Can I return it?")
 
 
 def test_long_questions_are_cut_before_the_model():
@@ -114,7 +122,10 @@ def test_visible_text_never_shows_a_refusal_marker_in_the_making():
     ("До скольки работает пункт выдачи в воскресенье?", "ru"),
     ("Скільки днів пункт видачі тримає замовлення?", "uk"),
     ("How long do you keep my parcel?", "en"),
-    ("Скажите, когда доставка", None),  # Cyrillic without a telling letter
+    ("Скажите, когда доставка", "ru"),  # no telling letter, but Russian words
+    ("Склад", None),  # neither
+    ("skilky koshtuye dostavka do lvova", "uk"),  # Latin letters, Ukrainian words
+    ("kogda privezut moi zakaz", "ru"),
     ("12345", None),
 ])
 def test_the_question_script_names_its_language_only_when_it_can(text, expected):
@@ -137,5 +148,5 @@ def test_context_entries_follow_the_language_the_question_is_written_in():
     matches = [EntryMatch(uk.pk, uk.key, 0.93, "uk"), EntryMatch(ru.pk, ru.key, 0.92, "ru")]
     russian = context_entries(matches, 2, "До скольки дней пункт выдачи хранит заказ?")
     assert [e.key for e in russian] == ["pickup-ru", "pickup-uk"]
-    undecided = context_entries(matches, 2, "Скажите, когда доставка")  # no telling letter
+    undecided = context_entries(matches, 2, "Склад?")  # no telling letter, no telling word
     assert [e.key for e in undecided] == ["pickup-uk", "pickup-ru"]

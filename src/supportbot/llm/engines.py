@@ -90,6 +90,9 @@ class LlamaCppEngine:
             if no_entry >= self.entry_gate:
                 on_text(REFUSAL_MARKER)
                 return Chunk(prompt_tokens=int(self._llm.n_tokens), completion_tokens=1, finish_reason="stop")
+            if messages[0].content == GATE_SYSTEM_PROMPT:  # LLM_ANSWER_MODE=choose: the choice is the reply
+                on_text(str(entry))
+                return Chunk(prompt_tokens=int(self._llm.n_tokens), completion_tokens=1, finish_reason="stop")
             # The same conversation goes on, so llama.cpp reuses everything it evaluated.
             messages = [ChatMessage("system", GATE_SYSTEM_PROMPT), messages[-1],
                         ChatMessage("assistant", str(entry)),

@@ -11,6 +11,8 @@ delimited block. The model must answer from those entries only, or reply with
 that may turn into the refusal marker, and rejects an answer that contains the
 marker, repeats the system prompt, is empty or grows past the length cap. A
 rejected answer is a refusal: the chain moves on and the customer never sees it.
+Whether the answer's facts are in the entries is :mod:`supportbot.llm.factcheck`'s
+question; :class:`ChoiceGuard` reads the ``choose`` mode's entry number instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from supportbot import translit
 
 REFUSAL_MARKER = "NO_ANSWER"
 
@@ -95,33 +99,39 @@ def build_user_prompt(
         parts.append("Earlier in this conversation:\n" + "\n".join(turns))
     # The question goes last, on its own: everything after "Question:" is the customer's,
     # flattened to one line so it cannot start a heading or a turn of its own.
+    latin = _latin_letters(question)
+    if latin:  # the model would take it for English (or not understand it): say which language it is
+        parts.append(LATIN_HINT.format(language=LANGUAGE_NAMES[latin]))
     parts.append(QUESTION + " ".join(_quote(question, MAX_QUESTION_CHARS).split()))
     return "\n\n".join(parts)
 
 
 QUESTION = "Question: "
+#: Before a question typed in Latin letters in Ukrainian or Russian ("skilky koshtuye dostavka").
+LATIN_HINT = "The customer writes {language} in Latin letters: reply in {language}, in Cyrillic letters."
+
+
+def _latin_letters(question: str) -> str | None:
+    """``uk`` / ``ru`` for Ukrainian or Russian typed in Latin letters, else None."""
+    return {translit.LATIN_UK: "uk", translit.LATIN_RU: "ru"}.get(translit.detect(question))
 
 
 def script_language(text: str) -> str | None:
-    """``uk`` / ``ru`` / ``en`` when the letters say so unambiguously, else None.
+    """``uk`` / ``ru`` / ``en`` when the text says so, else None (``translit.detect``).
 
-    Ukrainian has і ї є ґ, Russian ы э ё ъ; Cyrillic with neither is left undecided.
+    Ukrainian has і ї є ґ, Russian ы э ё ъ; Cyrillic with neither goes by function words
+    ("чи", "скільки" / "ли", "сколько"), and is left undecided without them. Ukrainian or
+    Russian typed in Latin letters ("skilky koshtuye", "kogda privezut") is Ukrainian or
+    Russian, not English: the customer wants the answer in their language.
     """
-    text = text.lower()
-    if re.search(r"[іїєґ]", text):
-        return None if re.search(r"[ыэёъ]", text) else "uk"
-    if re.search(r"[ыэёъ]", text):
-        return "ru"
-    if re.search(r"[a-z]", text) and not re.search(r"[а-я]", text):
-        return "en"
-    return None
+    detected = translit.detect(text)
+    return {translit.LATIN_UK: "uk", translit.LATIN_RU: "ru"}.get(detected, detected) or None
 
 
 def answer_language(grounded: str, default: str | None = None) -> str:
-    """The language to answer in: the question's script (uk/ru letters), else ``default``, else English."""
+    """The language to answer in: the question's (Latin-letter uk/ru included), else ``default``, else English."""
     question = grounded.rsplit(QUESTION, 1)[-1].lower()
-    # Ukrainian letters win when both alphabets' telling letters are there.
-    written = script_language(question) or ("uk" if re.search(r"[іїєґ]", question) else None)
+    written = script_language(question)
     if written:
         return LANGUAGE_NAMES[written]
     if re.search(r"[а-я]", question):
@@ -137,6 +147,21 @@ def build_messages(
     return [
         ChatMessage("system", SYSTEM_PROMPT),
         ChatMessage("user", build_user_prompt(question, entries=entries, history=history, language=language)),
+    ]
+
+
+def build_choice_messages(question: str, *, entries: list[ContextEntry], history: Sequence[Turn] = ()):
+    """``LLM_ANSWER_MODE=choose``: the model only names the entry that answers the question, or 0.
+
+    The same grounded user turn as for an answer, with the entry gate's instructions as the
+    system prompt, so the local llama.cpp engine reads the choice from the very
+    probabilities its gate uses (``LOCAL_LLM_ENTRY_GATE``) and other models reply a number.
+    """
+    from supportbot.llm.base import ChatMessage
+
+    return [
+        ChatMessage("system", GATE_SYSTEM_PROMPT),
+        ChatMessage("user", build_user_prompt(question, entries=entries, history=history)),
     ]
 
 
@@ -199,4 +224,50 @@ class AnswerGuard:
             return Verdict(False, "empty")
         if final and len(_WORDS.findall(text)) < _MIN_WORDS:
             return Verdict(False, "too short")  # a bare "Yes" / "Так" carries no fact
+        return Verdict(True)
+
+
+#: A choice is a number: a reply longer than this is not one.
+_MAX_CHOICE_CHARS = 80
+_NUMBER = re.compile(r"\d+")
+_NONE = re.compile(r"\b(?:none|no|nothing|немає|ні|нет|ничего)\b", re.IGNORECASE)
+
+
+class ChoiceGuard:
+    """Reads a ``choose``-mode reply: the number of the entry that answers, or 0 for none.
+
+    Robust to what models add ("[2]", "Entry 2.", "The answer is in entry 2"); a reply
+    with no number is a choice of none when it says so (0, the refusal marker, "none"),
+    otherwise not a choice at all. Nothing of it is ever shown to the customer.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+
+    @staticmethod
+    def visible(raw: str) -> str:
+        return ""
+
+    def final(self, raw: str) -> str:
+        return str(self.choice(raw))
+
+    @staticmethod
+    def choice(raw: str) -> int | None:
+        number = _NUMBER.search(raw)
+        if number is not None:
+            return int(number.group())
+        return 0 if _MARKER.search(raw) or _NONE.search(raw) else None
+
+    def check(self, raw: str, *, final: bool = False, finish_reason: str | None = None) -> Verdict:
+        if len(raw) > _MAX_CHOICE_CHARS:
+            return Verdict(False, "not a choice")
+        if not final:
+            return Verdict(True)
+        choice = self.choice(raw)
+        if choice is None:
+            return Verdict(False, "not a choice")
+        if choice == 0:
+            return Verdict(False, "refused")
+        if choice > self.entries:
+            return Verdict(False, f"chose entry {choice} of {self.entries}")
         return Verdict(True)

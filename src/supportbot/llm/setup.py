@@ -31,6 +31,13 @@ class LlmFallback:
     stream_edit_seconds: float = 1.0
     #: The local step, for warming it up at start-up.
     local: LocalAnswerer | None = None
+    #: ``LLM_ANSWER_MODE``: ``answer`` (a written answer that passes the fact check is sent),
+    #: ``choose`` (the model names an FAQ entry, whose own answer is sent verbatim) or
+    #: ``draft`` (the checked answer is kept for the operator; the customer is handed over).
+    answer_mode: str = "answer"
+    #: Written answers must pass :mod:`supportbot.llm.factcheck`. Off only where the
+    #: words do not matter (tests of streaming and delivery with scripted models).
+    check_facts: bool = True
 
 
 def build_local_answerer(llm: LlmSettings, *, models_dir: Path) -> LocalAnswerer:
@@ -84,4 +91,4 @@ def build_fallback(llm: LlmSettings, *, local: LocalAnswerer | None = None) -> L
     chain = AnswerChain(steps, max_tokens=llm.max_tokens, max_answer_chars=llm.max_answer_chars, off=off)
     return LlmFallback(chain, context_entries=llm.context_entries, history_messages=llm.history_messages,
                        max_calls_per_hour=llm.max_calls_per_hour, stream_edit_seconds=llm.stream_edit_seconds,
-                       local=local)
+                       local=local, answer_mode=llm.answer_mode)

@@ -219,7 +219,8 @@ class StatusChangeInline(admin.TabularInline):
     model = TicketStatusChange
     extra = 0
     can_delete = False
-    fields = readonly_fields = ("created_at", "old_status", "new_status", "actor", "changed_by", "reason")
+    fields = readonly_fields = ("created_at", "old_status", "new_status", "actor", "changed_by", "reason",
+                                "draft_answer")
     verbose_name_plural = "Status history"
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -84,6 +84,11 @@ class TicketStatusChange(models.Model):
     )
     actor = models.CharField(max_length=32, choices=Actor.choices, help_text="Who changed the status")
     reason = models.CharField(max_length=255)
+    draft_answer = models.TextField(
+        blank=True,
+        help_text="LLM_ANSWER_MODE=draft: the LLM's fact-checked answer to the question handed over, "
+                  "never sent: for the operator to use, edit or ignore",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

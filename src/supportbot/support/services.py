@@ -106,7 +106,7 @@ def _active_ticket(user_id: int) -> Ticket:
 
 
 def change_status(
-    *, ticket: Ticket, new_status: str, actor: str, reason: str, operator=None
+    *, ticket: Ticket, new_status: str, actor: str, reason: str, operator=None, draft_answer: str = ""
 ) -> bool:
     if ticket.status == new_status:
         return False
@@ -122,7 +122,7 @@ def change_status(
     ticket.save(update_fields=fields)
     TicketStatusChange.objects.create(
         ticket=ticket, old_status=old, new_status=new_status,
-        actor=actor, reason=reason[:255], changed_by=operator,
+        actor=actor, reason=reason[:255], changed_by=operator, draft_answer=draft_answer,
     )
     return True
 
@@ -154,13 +154,17 @@ def record_incoming(
 
 
 @transaction.atomic
-def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = True) -> bool:
-    """Give the ticket to a person. Returns False when it already was."""
+def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = True, draft_answer: str = "") -> bool:
+    """Give the ticket to a person. Returns False when it already was.
+
+    ``draft_answer``: an LLM's checked answer that was not sent (``LLM_ANSWER_MODE=draft``),
+    kept on the hand-over for the operator.
+    """
     ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
     if ticket.status == Ticket.Status.CLOSED:
         return False
     changed = change_status(ticket=ticket, new_status=Ticket.Status.WITH_OPERATOR,
-                            actor=actor, reason=reason)
+                            actor=actor, reason=reason, draft_answer=draft_answer)
     if notice_sent and not ticket.waiting_notice_sent:
         ticket.waiting_notice_sent = True
         ticket.save(update_fields=["waiting_notice_sent"])
