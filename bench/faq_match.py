@@ -52,6 +52,45 @@ def load_bench(path: Path, split: str, *, baseline: bool) -> tuple[list[dict], l
     return faq, data[split], {_slug(e["faq_id"]): e["faq_id"] for e in data["faq"]}
 
 
+def build_index(faq: list[dict], *, baseline: bool = False):
+    """Import ``faq`` (rows as :func:`load_bench` gives them) through the product's import path
+    and build the bot's matcher over it (after :func:`fresh_django`); returns the index and
+    the seconds that took. Called again with other phrasings, it updates the same entries
+    and embeds only the new texts."""
+    from supportbot.assembly import build_pipeline, prepare_index
+    from supportbot.config import get_settings
+    from supportbot.knowledge.decision import BASELINE
+    from supportbot.support.faq_io import import_faq
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
+        json.dump(faq, handle, ensure_ascii=False)
+    t0 = time.perf_counter()
+    import_faq(Path(handle.name))
+    pipeline = build_pipeline(threshold=get_settings().faq_match_threshold)
+    if baseline:
+        pipeline.index.policy = BASELINE
+    prepare_index(pipeline)
+    return pipeline.index, time.perf_counter() - t0
+
+
+def run_queries(index, queries: list[dict]) -> tuple[list[tuple[str | None, str | None]], list[float], list, float]:
+    """Every query through the matcher, one at a time: (gold key, predicted key or None) per
+    query, latencies (ms), the raw matches (for :func:`sweep`) and the wall time (s)."""
+    index.search("warm up")
+    rows, latencies, raw = [], [], []
+    started = time.perf_counter()
+    for q in queries:
+        t = time.perf_counter()
+        result = index.search(q["text"], k=5)
+        latencies.append((time.perf_counter() - t) * 1000)
+        predicted = result.best.key if result.confident and result.best else None
+        gold = None if q.get("faq_id") is None else _slug(q["faq_id"])
+        rows.append((gold, predicted))
+        margin = result.best.margin if result.best and result.best.margin is not None else 0.1
+        raw.append((gold, result.matches, margin))
+    return rows, latencies, raw, time.perf_counter() - started
+
+
 def metrics(rows: list[tuple[str | None, str | None]]) -> dict:
     covered = [(g, p) for g, p in rows if g is not None]
     uncovered = [(g, p) for g, p in rows if g is None]
@@ -69,7 +108,10 @@ def sweep(raw: list, policy) -> list[dict]:
 
     grid = []
     classified = bool(raw) and any(m and m[0].probability is not None for _, m in raw)
-    if classified:
+    calibrated = classified and policy.calibration is not None
+    if calibrated:
+        knobs = [{"min_confidence": c / 100} for c in range(30, 100, 5)]
+    elif classified:
         knobs = [{"min_probability": p / 100, "min_specific": s / 100}
                  for p in range(10, 80, 5) for s in range(20, 62, 2)]
     else:
@@ -78,13 +120,13 @@ def sweep(raw: list, policy) -> list[dict]:
     for knob in knobs:
         candidate = replace(policy, **knob)
         preds: list[tuple[str | None, str | None]] = []
-        for gold, matches in raw:
+        for gold, matches, margin in raw:
             if not matches:
                 preds.append((gold, None))
                 continue
             best = matches[0]
             if classified:
-                ok = candidate.is_confident_classified(best.probability, best.specific, best.score)
+                ok = candidate.is_confident_classified(best.probability, best.specific, best.score, margin)
             else:
                 second = next((m.score for m in matches[1:] if m.language == best.language), None)
                 ok = candidate.is_confident(best.score, second)
@@ -181,35 +223,8 @@ def main() -> int:
         os.environ["FAQ_MATCH_THRESHOLD"] = "0.7"
     faq, queries, faq_ids = load_bench(args.bench, args.split, baseline=args.baseline)
     fresh_django("faqmatch")
-
-    from supportbot.assembly import build_pipeline, prepare_index
-    from supportbot.config import get_settings
-    from supportbot.knowledge.decision import BASELINE
-    from supportbot.support.faq_io import import_faq
-
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
-        json.dump(faq, handle, ensure_ascii=False)
-    t0 = time.perf_counter()
-    import_faq(Path(handle.name))
-    pipeline = build_pipeline(threshold=get_settings().faq_match_threshold)
-    if args.baseline:
-        pipeline.index.policy = BASELINE
-    prepare_index(pipeline)
-    build_s = time.perf_counter() - t0
-    index = pipeline.index
-
-    index.search("warm up")
-    rows, latencies, raw = [], [], []
-    started = time.perf_counter()
-    for q in queries:
-        t = time.perf_counter()
-        result = index.search(q["text"], k=5)
-        latencies.append((time.perf_counter() - t) * 1000)
-        predicted = result.best.key if result.confident and result.best else None
-        gold = None if q.get("faq_id") is None else _slug(q["faq_id"])
-        rows.append((gold, predicted))
-        raw.append((gold, result.matches))
-    wall = time.perf_counter() - started
+    index, build_s = build_index(faq, baseline=args.baseline)
+    rows, latencies, raw, wall = run_queries(index, queries)
 
     if args.predictions:
         with args.predictions.open("w", encoding="utf-8") as out:

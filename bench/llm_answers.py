@@ -51,7 +51,7 @@ def has_key_fact(answer: str, groups: list[list[str]]) -> bool:
     return all(any(normalise(word) in text for word in group) for group in groups)
 
 
-async def ask_all(questions: list[dict], *, user_base: int = 70_000) -> list[dict]:
+async def ask_all(questions: list[dict], *, user_base: int = 70_000, need_llm: bool = True) -> list[dict]:
     from asgiref.sync import sync_to_async
 
     from supportbot.bot.runner import BotApp
@@ -75,13 +75,14 @@ async def ask_all(questions: list[dict], *, user_base: int = 70_000) -> list[dic
     server = await start_server("127.0.0.1", 0, token=SANDBOX_BOT_TOKEN, state=state)
     app = BotApp(token=SANDBOX_BOT_TOKEN, api_url=server.url, default_language="en", polling_timeout=10)
     llm = app.pipeline.llm
-    if llm is None or llm.local is None:
+    if need_llm and (llm is None or llm.local is None):
         raise SystemExit("the local LLM step is off: unset LOCAL_LLM_ENABLED=false to run this benchmark")
-    started = time.perf_counter()
-    await llm.local.warm_up()
-    assert llm.local.engine is not None  # warm_up() loaded it
-    print(f"local model {llm.local.model_name} ({llm.local.engine.name}) loaded in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    if llm is not None and llm.local is not None:
+        started = time.perf_counter()
+        await llm.local.warm_up()
+        assert llm.local.engine is not None  # warm_up() loaded it
+        print(f"local model {llm.local.model_name} ({llm.local.engine.name}) loaded in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
     await app.start()
 
     def final_message(chat_id: int):
@@ -102,6 +103,7 @@ async def ask_all(questions: list[dict], *, user_base: int = 70_000) -> list[dic
         change = TicketStatusChange.objects.filter(ticket__user_id=user_id, new_status="with_operator").first()
         return {
             "source": out.source if out else "handover",
+            "faq_entry": out.faq_entry.key if out and out.faq_entry else None,
             "answer": out.text if out else "",
             "model": out.llm_model if out else "",
             "context": [c["key"] for c in out.context_entries] if out else [],

@@ -236,7 +236,7 @@ def cmd_fetch_models(args) -> int:
     from supportbot.knowledge import gemma_files
 
     cfg = _settings()
-    if cfg.embedding_backend != "embeddinggemma" and not args.all:
+    if cfg.embedding_backend not in ("gemma-e5", "embeddinggemma") and not args.all:
         print(f"EMBEDDING_BACKEND={cfg.embedding_backend}: nothing to fetch (--all fetches EmbeddingGemma too)")
         return 0
     if gemma_files.is_ready(cfg.model_dir):

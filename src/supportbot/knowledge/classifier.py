@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Inputs are unit vectors scaled by this; a larger scale means sharper probabilities.
+#: The default suits e5-small's squeezed scores; each model's policy may set its own.
 SCALE = 5.0
 #: L2 penalty on the weights.
 L2 = 1e-4
@@ -56,9 +57,11 @@ class EntryClassifier:
     mean: np.ndarray  # (dim,) the FAQ's mean vector
     weights: np.ndarray  # (dim, classes)
     bias: np.ndarray  # (classes,)
+    scale: float = SCALE
 
     @classmethod
-    def train(cls, vectors: np.ndarray, labels: np.ndarray, classes: int, *, seed: int = 0) -> EntryClassifier:
+    def train(cls, vectors: np.ndarray, labels: np.ndarray, classes: int, *, seed: int = 0,
+              scale: float = SCALE) -> EntryClassifier:
         """``vectors``: (n, dim) L2-normalised rows; ``labels``: the class of each row.
 
         Runs on one BLAS thread: the matrices are small, multi-threaded BLAS on a
@@ -68,17 +71,18 @@ class EntryClassifier:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"):
-            return cls._train(vectors, labels, classes, seed=seed)
+            return cls._train(vectors, labels, classes, seed=seed, scale=scale)
 
     @classmethod
-    def _train(cls, vectors: np.ndarray, labels: np.ndarray, classes: int, *, seed: int) -> EntryClassifier:
+    def _train(cls, vectors: np.ndarray, labels: np.ndarray, classes: int, *, seed: int,
+               scale: float) -> EntryClassifier:
         vectors = np.asarray(vectors, dtype=np.float32)
         labels = np.asarray(labels, dtype=np.int64)
         mean = vectors.mean(axis=0)
-        x = centre(vectors, mean) * SCALE
+        x = centre(vectors, mean) * scale
         dim = x.shape[1]
         weights = np.zeros((dim, classes), dtype=np.float32)
-        np.add.at(weights.T, labels, x / SCALE)  # start from the entries' centroids
+        np.add.at(weights.T, labels, x / scale)  # start from the entries' centroids
         weights /= np.maximum(np.bincount(labels, minlength=classes), 1)
         bias = np.zeros(classes, dtype=np.float32)
         moments = [(np.zeros_like(weights), np.zeros_like(weights)), (np.zeros_like(bias), np.zeros_like(bias))]
@@ -100,11 +104,11 @@ class EntryClassifier:
                 v *= 0.999
                 v += 0.001 * g * g
                 param -= STEP_SIZE * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
-        return cls(mean.astype(np.float32), weights, bias)
+        return cls(mean.astype(np.float32), weights, bias, scale)
 
     def probabilities(self, centred_vector: np.ndarray) -> np.ndarray:
         """Class probabilities for one question already passed through :func:`centre`."""
-        return _softmax((centred_vector * SCALE) @ self.weights + self.bias)
+        return _softmax((centred_vector * self.scale) @ self.weights + self.bias)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +26,7 @@ from supportbot.knowledge.decision import MatchPolicy, policy_for
 from supportbot.knowledge.embedders import Embedder
 from supportbot.knowledge.store import FaqStore, default_store
 from supportbot.knowledge.text import clean_question
+from supportbot.translit import detect, for_matching
 
 if TYPE_CHECKING:
     from supportbot.config import FaqSettings
@@ -45,6 +46,8 @@ class EntryMatch:
     probability: float | None = None
     #: Cosine after removing what all FAQ texts share (None without the classifier).
     specific: float | None = None
+    #: The best match only: its cosine's lead over the best other entry of its language.
+    margin: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,8 @@ class FaqIndex:
         self._classifier_limited = limited
         if self.policy.trains_classifier(entries_count, texts):
             started = time.perf_counter()
-            classifier = EntryClassifier.train(matrix, slot_of_row, len(entry_of_slot))
+            classifier = EntryClassifier.train(matrix, slot_of_row, len(entry_of_slot),
+                                               scale=self.policy.classifier_scale)
             row_dot_mean = matrix @ classifier.mean
             row_centred_norm = np.linalg.norm(matrix - classifier.mean, axis=1)
             row_centred_norm[row_centred_norm == 0] = 1.0
@@ -199,9 +203,16 @@ class FaqIndex:
         snap = self._snapshot
         if not text or not len(snap.row_ids):
             return SearchResult(text, [], False, 0.0, 0.0)
-        vector = self.embedder.embed([text])[0]
+        # Ukrainian or Russian typed in Latin letters: the model learned them in Cyrillic.
+        cyrillic = for_matching(text) if self.policy.latin != "off" else None
+        forms = [cyrillic] if cyrillic and self.policy.latin == "replace" else [text, cyrillic] if cyrillic else [text]
+        vectors = [self.embedder.embed([form])[0] for form in forms]
         t1 = time.perf_counter()
-        matches, confident = self._rank(vector, snap, k=k, exclude_entry=exclude_entry)
+        language = detect(text).removesuffix("-latin")
+        ranked = [self._rank(vector, snap, k=k, exclude_entry=exclude_entry, language=language)
+                  for vector in vectors]
+        # Both forms: the one the matcher is surer of (its best entry's probability, or cosine).
+        matches, confident = max(ranked, key=lambda r: _certainty(r[0]))
         t2 = time.perf_counter()
         return SearchResult(text, matches, confident, (t1 - t0) * 1000, (t2 - t1) * 1000)
 
@@ -211,7 +222,8 @@ class FaqIndex:
         return self._rank(vector, snapshot or self._snapshot, k=k)[0]
 
     def _rank(
-        self, vector: np.ndarray, snap: _Snapshot, *, k: int, exclude_entry: int | None = None
+        self, vector: np.ndarray, snap: _Snapshot, *, k: int, exclude_entry: int | None = None,
+        language: str = "",
     ) -> tuple[list[EntryMatch], bool]:
         if not len(snap.row_ids):
             return [], False
@@ -247,6 +259,17 @@ class FaqIndex:
         if excluded is not None:
             probabilities[excluded] = 0.0
         top = _top(probabilities, k=k)
+        chosen = self._classified(snap, top, probabilities, per_entry, specific, excluded)
+        preferred = _prefer_language(top, language, per_entry, snap.language_of_slot)
+        if preferred is not top:  # the customer's language's copy, when it is confident itself
+            own_language = self._classified(snap, preferred, probabilities, per_entry, specific, excluded)
+            if own_language[1] or not chosen[1]:
+                return own_language
+        return chosen
+
+    def _classified(self, snap: _Snapshot, top: np.ndarray, probabilities: np.ndarray, per_entry: np.ndarray,
+                    specific: np.ndarray, excluded: int | None) -> tuple[list[EntryMatch], bool]:
+        """Matches in ``top``'s order, and whether the first is a confident answer."""
         # Probabilities count within the best entry's language: the same answer kept
         # in another language is not a competitor.
         same_language = snap.language_of_slot == snap.language_of_slot[top[0]]
@@ -257,10 +280,12 @@ class FaqIndex:
             for s in top
             if s != excluded
         ]
-        best = matches[0] if matches else None
+        if not matches:
+            return matches, False
+        best = matches[0] = replace(matches[0], margin=_margin(per_entry, top[0], same_language))
         confident = (
-            best is not None and best.probability is not None and best.specific is not None
-            and self.policy.is_confident_classified(best.probability, best.specific, best.score)
+            best.probability is not None and best.specific is not None and best.margin is not None
+            and self.policy.is_confident_classified(best.probability, best.specific, best.score, best.margin)
         )
         return matches, confident
 
@@ -303,6 +328,38 @@ def _top(scores: np.ndarray, *, k: int) -> np.ndarray:
     k = min(k, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     return top[np.argsort(-scores[top], kind="stable")]
+
+
+#: How much closer (raw cosine) an entry in another language may be than the customer's own
+#: language's best candidate for that one to be answered instead (the same answer kept in
+#: uk/ru/en: a Ukrainian customer gets the Ukrainian copy).
+LANGUAGE_SLACK = 0.05
+
+
+def _prefer_language(top: np.ndarray, language: str, per_entry: np.ndarray,
+                     language_of_slot: np.ndarray) -> np.ndarray:
+    """``top`` with the best candidate in the question's language first, when it is about as close."""
+    if language not in ("uk", "ru", "en") or not len(top) or language_of_slot[top[0]] == language:
+        return top
+    for position, slot in enumerate(top[1:], start=1):
+        if language_of_slot[slot] == language:
+            if per_entry[slot] >= per_entry[top[0]] - LANGUAGE_SLACK:
+                return np.concatenate([[slot], np.delete(top, position)])
+            break
+    return top
+
+
+def _margin(per_entry: np.ndarray, slot: int, same_language: np.ndarray) -> float:
+    """How far the chosen entry's cosine is ahead of the best other entry of its language."""
+    rivals = np.delete(per_entry, slot)[np.delete(same_language, slot)]
+    return float(per_entry[slot] - rivals.max()) if len(rivals) else 0.1
+
+
+def _certainty(matches: list[EntryMatch]) -> float:
+    if not matches:
+        return -1.0
+    best = matches[0]
+    return best.probability if best.probability is not None else best.score
 
 
 def _runner_up(matches: list[EntryMatch]) -> float | None:

@@ -1,0 +1,121 @@
+"""EmbeddingGemma, the real model, from the shared model cache (`make test` fetched it).
+
+The product's own path: a fresh data dir, the CLI (`fetch-models`, `migrate`,
+`import-faq`, `ask`), the bot's index and policy on the shipped sample FAQ, and
+questions typed in Latin letters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from supportbot.config import get_settings
+from supportbot.knowledge import gemma_files
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def model_dir():
+    folder = get_settings().model_dir
+    if not gemma_files.is_ready(folder):
+        if os.environ.get("CI"):
+            pytest.fail(f"EmbeddingGemma is not in {folder}: `make test` runs `supportbot fetch-models` first")
+        pytest.skip(f"EmbeddingGemma is not in {folder} (run `supportbot fetch-models --all`)")
+    return folder
+
+
+@pytest.fixture
+def gemma(model_dir):
+    """EmbeddingGemma alone (EMBEDDING_BACKEND=embeddinggemma); one model per test module."""
+    from supportbot.knowledge.embedders import EmbeddingGemmaEmbedder
+
+    embedder = _shared(model_dir, "embeddinggemma")
+    assert isinstance(embedder, EmbeddingGemmaEmbedder)
+    return embedder
+
+
+@pytest.fixture
+def default_backend(model_dir, monkeypatch):
+    """The bot's default embedder (EMBEDDING_BACKEND=gemma-e5: EmbeddingGemma with e5-small beside it)."""
+    from supportbot.knowledge.embedders import CombinedEmbedder
+
+    embedder = _shared(model_dir, "gemma-e5")
+    assert isinstance(embedder, CombinedEmbedder)
+    monkeypatch.setattr("supportbot.assembly.default_embedder", lambda: embedder)
+    return embedder
+
+
+_MODELS: dict = {}
+
+
+def _shared(model_dir, backend: str):
+    from supportbot.config import FaqSettings
+    from supportbot.knowledge.embedders import build_embedder
+
+    if backend not in _MODELS:
+        _MODELS[backend] = build_embedder(FaqSettings(backend, None, 2, None, 1.0, 250), model_dir=model_dir)
+    return _MODELS[backend]
+
+
+def test_questions_and_faq_texts_get_their_own_prompts(gemma):
+    question = gemma.embed(["Скільки коштує доставка до Львова?"])
+    as_document = gemma.embed_documents(["Скільки коштує доставка до Львова?"])
+    assert question.shape == (1, 768) and abs(float((question ** 2).sum()) - 1) < 1e-4
+    assert 0.5 < float(question[0] @ as_document[0]) < 0.999  # same text, different prompt
+    faq = gemma.embed_documents(["How much is delivery?", "Can I return an item?"])
+    russian = gemma.embed(["сколько стоит доставка"])[0]
+    assert faq[0] @ russian > faq[1] @ russian + 0.1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sample_faq_new_wordings_latin_letters_and_off_topic(default_backend, sample_faq):
+    from supportbot.assembly import build_pipeline
+    from supportbot.knowledge.decision import policy_for
+
+    pipeline = build_pipeline()
+    assert pipeline.index.policy == policy_for(default_backend.name)
+    assert get_settings().embedding_backend == "gemma-e5"
+    pipeline.index.refresh(force=True)
+    for question, key in [
+        ("чи можна повернути куртку, якщо не підійшов розмір", "returns-uk"),
+        ("сколько стоит доставка курьером до двери", "delivery-cost-ru"),
+        ("my headphones stopped working, are they under warranty?", "warranty-en"),
+        ("skilky koshtuye dostavka kurierom", "delivery-cost"),
+        ("kak oplatit zakaz nalichnymi", "payment-methods"),
+    ]:
+        result = pipeline.index.search(question)
+        assert result.best is not None and result.best.key.startswith(key), (question, result.matches[:2])
+        assert result.confident, (question, result.matches[:2])
+    for question in ["Хто виграв учорашній матч?", "What is the capital of Australia?", "Как приготовить борщ?"]:
+        assert not pipeline.index.search(question).confident, question
+
+
+def test_fresh_data_dir_uses_the_shared_model_and_answers_from_the_faq(model_dir, tmp_path):
+    """The install path as a user runs it: nothing is downloaded again, nothing lands in the data dir."""
+    env = {**os.environ, "SUPPORTBOT_DATA_DIR": str(tmp_path / "data"), "SUPPORTBOT_MODEL_DIR": str(model_dir),
+           "EMBEDDING_BACKEND": "gemma-e5", "LOCAL_LLM_ENABLED": "false", "API_LLM_ENABLED": "false"}
+    env.pop("DATABASE_URL", None)
+    cli = [sys.executable, "-m", "supportbot.cli"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    assert "ready in" in run("fetch-models")
+    run("migrate")
+    faq = tmp_path / "faq.json"
+    faq.write_text(json.dumps([{"key": "delivery", "question": "Скільки коштує доставка?", "language": "uk",
+                                "answer": "Доставка коштує 70 грн.", "phrasings": ["Ціна доставки"]},
+                               {"key": "returns", "question": "Як повернути товар?", "language": "uk",
+                                "answer": "Протягом 14 днів.", "phrasings": []}]), encoding="utf-8")
+    run("import-faq", str(faq), "--quiet")
+    answer = json.loads(run("ask", "--json", "skilky koshtuye dostavka"))
+    assert (answer["source"], answer["faq_key"]) == ("faq", "delivery"), answer
+    assert not any((tmp_path / "data").rglob("*.safetensors")), "the model stays in the shared model dir"
