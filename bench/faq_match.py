@@ -232,8 +232,12 @@ def main() -> int:
                 faq_id = None if predicted is None else faq_ids[predicted]  # the file's own id, not the key
                 out.write(json.dumps({"query_id": q["query_id"], "faq_id": faq_id}, ensure_ascii=False) + "\n")
 
+    from supportbot.config import get_settings
+
     m = metrics(rows)
-    name = f"faq_match_{args.bench.stem}_{args.split}" + ("_baseline" if args.baseline else "")
+    backend = get_settings().embedding_backend
+    name = f"faq_match_{args.bench.stem}_{args.split}" + ("_baseline" if args.baseline else "") + (
+        "" if args.baseline or backend == "gemma-e5" else f"_{backend}")
     method = ("baseline: all-MiniLM-L6-v2, questions only, cosine >= 0.7" if args.baseline
               else f"{index.embedder.name}, {index.policy}")
     print(f"{args.bench.name} [{args.split}] {len(queries)} queries; method: {method}")

