@@ -107,7 +107,7 @@ def sweep(raw: list, policy) -> list[dict]:
     from dataclasses import replace
 
     grid = []
-    classified = bool(raw) and any(m and m[0].probability is not None for _, m in raw)
+    classified = bool(raw) and any(m and m[0].probability is not None for _, m, _ in raw)
     calibrated = classified and policy.calibration is not None
     if calibrated:
         knobs = [{"min_confidence": c / 100} for c in range(30, 100, 5)]
@@ -212,6 +212,8 @@ def main() -> int:
     parser.add_argument("--predictions", type=Path)
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--latin", choices=["best", "replace", "off"],
+                        help="Latin-letter uk/ru questions: both scripts (shipped), Cyrillic only, or as typed")
     parser.add_argument("--scale", type=int, metavar="ENTRIES",
                         help="latency/build check instead: a synthetic FAQ of ENTRIES entries x 10 texts")
     args = parser.parse_args()
@@ -224,6 +226,10 @@ def main() -> int:
     faq, queries, faq_ids = load_bench(args.bench, args.split, baseline=args.baseline)
     fresh_django("faqmatch")
     index, build_s = build_index(faq, baseline=args.baseline)
+    if args.latin:
+        from dataclasses import replace
+
+        index.policy = replace(index.policy, latin=args.latin)
     rows, latencies, raw, wall = run_queries(index, queries)
 
     if args.predictions:
@@ -235,17 +241,36 @@ def main() -> int:
     from supportbot.config import get_settings
 
     m = metrics(rows)
+    covered = [(gold, matches) for gold, matches, _ in raw if gold is not None]
+    m["ranking_top1"] = sum(bool(ms) and ms[0].key == gold for gold, ms in covered) / max(1, len(covered))
+    m["ranking_top3"] = sum(gold in [x.key for x in ms[:3]] for gold, ms in covered) / max(1, len(covered))
     backend = get_settings().embedding_backend
     name = f"faq_match_{args.bench.stem}_{args.split}" + ("_baseline" if args.baseline else "") + (
-        "" if args.baseline or backend == "gemma-e5" else f"_{backend}")
+        "" if args.baseline or backend == "gemma-e5" else f"_{backend}") + (
+        f"_latin_{args.latin}" if args.latin else "")
     method = ("baseline: all-MiniLM-L6-v2, questions only, cosine >= 0.7" if args.baseline
               else f"{index.embedder.name}, {index.policy}")
     print(f"{args.bench.name} [{args.split}] {len(queries)} queries; method: {method}")
     print(table(
-        ["in-scope acc", "oos rejection", "balanced acc", "wrong answers", "p50 ms", "p99 ms", "q/s", "index build s"],
-        [[m["in_scope_accuracy"], m["oos_rejection"], m["balanced_accuracy"], m["wrong_answer_rate"],
+        ["top-1", "top-3", "in-scope acc", "oos rejection", "balanced acc", "wrong answers", "p50 ms", "p99 ms", "q/s",
+         "index build s"],
+        [[m["ranking_top1"], m["ranking_top3"], m["in_scope_accuracy"], m["oos_rejection"], m["balanced_accuracy"],
+          m["wrong_answer_rate"],
           percentile(latencies, 50), percentile(latencies, 99), len(queries) / wall, build_s]],
     ))
+    styles = sorted({q["language"] for q in queries if q.get("language")})
+    if len(styles) > 1:  # the shop sets: how each way of writing fares
+        per_style = {}
+        for style in styles:
+            picked = [i for i, q in enumerate(queries) if q.get("language") == style]
+            sub = metrics([rows[i] for i in picked])
+            hits = [bool(raw[i][1]) and raw[i][1][0].key == raw[i][0] for i in picked if raw[i][0] is not None]
+            per_style[style] = {**sub, "ranking_top1": sum(hits) / max(1, len(hits))}
+        print(table(["written as", "n", "top-1", "in-scope acc", "oos rejection", "wrong answers"],
+                    [[st, len([q for q in queries if q.get("language") == st]), r["ranking_top1"],
+                      r["in_scope_accuracy"], r["oos_rejection"], r["wrong_answer_rate"]]
+                     for st, r in per_style.items()]))
+        m["by_language"] = per_style
     report = {"bench": str(args.bench), "split": args.split, "method": method, **m,
               "load_average": [round(x, 2) for x in os.getloadavg()],
               "latency_ms_p50": percentile(latencies, 50), "latency_ms_p99": percentile(latencies, 99),
