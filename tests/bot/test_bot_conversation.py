@@ -55,7 +55,7 @@ async def test_faq_answer_in_the_customers_language_with_buttons(
     out = await Message.objects.select_related("faq_entry").aget(
         direction="out", source="faq", ticket__user_id=user_id)
     assert out.faq_entry.key == key
-    assert out.score is not None and out.score > 0.8
+    assert out.score is not None and out.score > 0.6  # the entry's cosine
     assert out.processing_ms is not None
     assert out.telegram_message_id == reply["message_id"]
     incoming = await Message.objects.aget(direction="in", ticket__user_id=user_id)
