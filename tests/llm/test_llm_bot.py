@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EN_USER = 6001
 ANSWER = "Yes: within Ukraine, orders from 1500 UAH ship free, so your 2000 UAH order ships free."
-QUESTION = "My order is 2000 UAH and I live in Odesa. Do I pay anything for shipping?"
+# Not answered by the FAQ matcher on its own (its nearest entry, the delivery prices, is the LLM's grounding).
+QUESTION = "I have 2000 UAH in the basket, Odesa, my mum picks it up at the branch - extra costs?"
 
 
 def _buttons(msg: dict) -> list[dict]:
