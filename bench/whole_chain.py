@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fresh_django, percentile, save, table
-from faq_match import _slug
+from faq_match import _slug, load_bench
 from llm_answers import ask_all, has_key_fact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +49,7 @@ TELEGRAM_LANGUAGE = {"uk": "uk", "surzhyk": "uk", "uk-latin": "uk", "mixed": "uk
 
 def load(path: Path, split: str) -> tuple[list[dict], list[dict]]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    faq = [{"key": _slug(e["faq_id"]), "question": e["question"], "answer": e["answer"],
-            "phrasings": list(e.get("paraphrases") or []), "language": e.get("language") or "uk", "active": True}
-           for e in data["faq"]]
+    faq = load_bench(path, split, baseline=False)[0]  # the FAQ as faq_match imports it
     entries = {e["faq_id"]: e for e in data["faq"]}
     questions = []
     for q in data[split]:

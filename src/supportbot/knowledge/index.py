@@ -26,7 +26,7 @@ from supportbot.knowledge.decision import MatchPolicy, policy_for
 from supportbot.knowledge.embedders import Embedder
 from supportbot.knowledge.store import FaqStore, default_store
 from supportbot.knowledge.text import clean_question
-from supportbot.translit import detect, for_matching
+from supportbot.translit import LATIN_RU, LATIN_UK, detect, to_cyrillic
 
 if TYPE_CHECKING:
     from supportbot.config import FaqSettings
@@ -204,11 +204,13 @@ class FaqIndex:
         if not text or not len(snap.row_ids):
             return SearchResult(text, [], False, 0.0, 0.0)
         # Ukrainian or Russian typed in Latin letters: the model learned them in Cyrillic.
-        cyrillic = for_matching(text) if self.policy.latin != "off" else None
+        detected = detect(text)
+        cyrillic = (to_cyrillic(text, detected) if detected in (LATIN_UK, LATIN_RU) and self.policy.latin != "off"
+                    else None)
         forms = [cyrillic] if cyrillic and self.policy.latin == "replace" else [text, cyrillic] if cyrillic else [text]
         vectors = [self.embedder.embed([form])[0] for form in forms]
         t1 = time.perf_counter()
-        language = detect(text).removesuffix("-latin")
+        language = detected.removesuffix("-latin")
         ranked = [self._rank(vector, snap, k=k, exclude_entry=exclude_entry, language=language)
                   for vector in vectors]
         # Both forms: the one the matcher is surer of (its best entry's probability, or cosine).
