@@ -1,0 +1,1 @@
+"""Operations: health checks (``/healthz``) and Prometheus metrics (``/metrics``)."""
