@@ -177,6 +177,11 @@ def _installed_factory() -> RedactingRecordFactory:
     return factory
 
 
+def redact_text(text: str) -> str:
+    """``text`` with every known secret and token-shaped string replaced (health check errors)."""
+    return _installed_factory().redact(text)
+
+
 def configure_logging(*, verbose: bool = False, secrets: Iterable[str | SecretStr | None] = (),
                       level: int = logging.INFO) -> None:
     """Set up logging for the process; safe to call again (tests run the CLI many times).
