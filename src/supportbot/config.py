@@ -106,6 +106,17 @@ class WebSettings:
     debug: bool
 
 
+@dataclass(frozen=True)
+class TaskSettings:
+    """The task queue (``supportbot.tasks``): Celery on ``broker_url``, or in-process without one."""
+
+    broker_url: str | None
+    concurrency: int
+    #: Seconds a task may run before the broker hands it to another worker (Redis); longer than
+    #: the slowest task: see ``Settings.tasks``.
+    visibility_timeout: float
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -192,6 +203,38 @@ class Settings(BaseSettings):
     # Sandbox (the local Bot API server used without a real token)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8081, ge=0, le=65535)
+
+    # Task queue (supportbot.tasks, docs/task-queue.md): unset = updates, speech, LLM answers and
+    # re-indexing run in the process that received them; set = on Celery workers (`supportbot worker`).
+    celery_broker_url: SecretStr | None = None  # redis://host:6379/0 or amqp://user:password@host:5672//
+    celery_worker_concurrency: int = Field(default=4, ge=1, le=64)
+    #: Added to the slowest task's own bound (voice + LLM timeouts) for the visibility timeout: covers
+    #: the sends (aiogram waits up to 60 s per request), the FAQ match and slack.
+    celery_visibility_margin_seconds: int = Field(default=120, ge=1, le=3600)
+
+    @field_validator("celery_broker_url", mode="before")
+    @classmethod
+    def _broker_url(cls, value):
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or not str(text).strip():
+            return None
+        scheme = str(text).split("://", 1)[0] if "://" in str(text) else ""
+        if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp"}:
+            raise ValueError("must be redis://host:6379/0 or amqp://user:password@host:5672//")
+        return str(text).strip()
+
+    @cached_property
+    def tasks(self) -> TaskSettings:
+        """The visibility timeout bounds the slowest task: a voice message of the longest length
+        (transcribed at worst in real time) and both LLM steps with all their retries, plus the
+        margin (the sends, the FAQ match)."""
+        slowest = float(self.voice_max_seconds)
+        if self.local_llm_enabled:
+            slowest += self.local_llm_timeout
+        if self.api_llm_enabled:
+            slowest += self.api_llm_timeout * (self.api_llm_retries + 1)
+        url = self.celery_broker_url.get_secret_value() if self.celery_broker_url else None
+        return TaskSettings(url, self.celery_worker_concurrency, slowest + self.celery_visibility_margin_seconds)
 
     @field_validator("telegram_api_url")
     @classmethod
@@ -334,7 +377,7 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         name = "_".join(str(p) for p in item["loc"]).upper() or "settings"
         lines.append(f"{name}: {item['msg']} (got {item.get('input')!r})"
-                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY")
+                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY", "CELERY_BROKER_URL")
                      else f"{name}: {item['msg']}")
     return "bad configuration:\n  " + "\n  ".join(lines)
 
