@@ -1,4 +1,5 @@
-"""Assembles and runs the bot process: index, pipeline, conversation service, delivery, polling."""
+"""Assembles and runs the bot process: index, pipeline, conversation service, delivery, and the
+intake of updates (polling here; webhook mode in ``bot/webhook.py`` reuses the same parts)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from supportbot.assembly import Process, prepare_index, process
 from supportbot.background import in_worker_thread
 from supportbot.bot.delivery import Delivery
 from supportbot.bot.handlers import errors, get_routers
+from supportbot.bot.intake import ClaimMiddleware, ClaimPruner, UpdateIntake
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.conversation import ConversationService
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
@@ -62,12 +64,22 @@ def build_dispatcher(conversation: ConversationService, delivery: Delivery, *, d
     """Handlers receive the long-lived services by name (aiogram's workflow data)."""
     dp = Dispatcher(conversation=conversation, delivery=delivery, speech=speech, audio_store=audio_store,
                     default_language=default_language)
+    # Polling claims each update here; the webhook claims before it answers Telegram (intake.py).
+    dp.update.outer_middleware(ClaimMiddleware())
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
     dp.callback_query.outer_middleware(context)
     dp.include_routers(*get_routers())
     dp.include_router(errors.build_router())
     return dp
+
+
+def handled_update_types() -> list[str]:
+    """The update kinds the bot's routers handle (``allowed_updates`` for setWebhook/getUpdates)."""
+    dp = Dispatcher()
+    dp.include_routers(*get_routers())
+    dp.include_router(errors.build_router())
+    return dp.resolve_used_update_types()
 
 
 class BotApp:
@@ -94,40 +106,50 @@ class BotApp:
                                  backoff=delivery_backoff or parts.cfg.outbox.retry_seconds)
         self.dp = build_dispatcher(self.conversation, self.delivery, default_language=default_language,
                                    speech=self.speech, audio_store=self.audio_store)
+        self.intake = UpdateIntake(self.dp, self.bot)
         self.refresh_seconds = refresh_seconds
         self.polling_timeout = polling_timeout
         self._tasks: list[asyncio.Task] = []
 
-    async def start(self) -> None:
+    async def start(self, *, polling: bool = True) -> None:
+        """Start the process's parts; ``polling=False``: updates come from a webhook instead
+        (``bot/webhook.py``), which hands them to :attr:`intake`."""
         await in_worker_thread(prepare_index)(self.pipeline)
         me = await self.bot.get_me()
-        await self.bot.delete_webhook(drop_pending_updates=False)
+        if polling:  # Telegram refuses getUpdates while a webhook is set
+            await self.bot.delete_webhook(drop_pending_updates=False)
         with contextlib.suppress(Exception):  # cosmetic; a self-hosted API may lack it
             await self.bot.set_my_commands([
                 BotCommand(command="help", description="How to use this bot"),
                 BotCommand(command="operator", description="Talk to a person"),
             ])
-        log.info("bot @%s started; FAQ index: %d texts for %d entries",
-                 me.username, self.pipeline.index.size, self.pipeline.index.entry_count)
+        log.info("bot @%s started (%s); FAQ index: %d texts for %d entries", me.username,
+                 "polling" if polling else "webhook", self.pipeline.index.size, self.pipeline.index.entry_count)
         self._tasks = [
             asyncio.create_task(IndexRefresher(self.pipeline.index, self.refresh_seconds).run(), name="faq-refresh"),
             asyncio.create_task(self.delivery.run(), name="delivery"),
             asyncio.create_task(AudioRetentionJob(self.audio_store).run(), name="audio-retention"),
-            asyncio.create_task(
+            asyncio.create_task(ClaimPruner().run(), name="update-claim-pruner"),
+        ]
+        if polling:
+            self._tasks.append(asyncio.create_task(
                 self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False,
                                       polling_timeout=self.polling_timeout),
                 name="polling",
-            ),
-        ]
+            ))
         if self.warm_up_speech:  # load the speech model now rather than on the first voice message
             self._tasks.append(asyncio.create_task(self.speech.warm_up(), name="speech-warm-up"))
         if self.warm_up_llm and self.pipeline.llm is not None and self.pipeline.llm.local is not None:
             # Assemble (first run) and load the local model now, not on the first question.
             self._tasks.append(asyncio.create_task(_warm_up_local_llm(self.pipeline.llm.local), name="llm-warm-up"))
 
-    async def stop(self) -> None:
+    async def stop(self, *, drain_seconds: float = 30.0) -> None:
+        """Stop taking updates, let those in flight finish (up to ``drain_seconds``), then stop."""
         with contextlib.suppress(RuntimeError):
             await self.dp.stop_polling()
+        if await self.intake.drain(drain_seconds):
+            log.warning("%d update(s) still running after %g s: cancelled", self.intake.in_flight, drain_seconds)
+        await self.intake.cancel()
         for task in self._tasks:
             task.cancel()
         self.speech.close()

@@ -293,3 +293,25 @@ class Feedback(models.Model):
         verbose_name_plural = "feedback"
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["message"], name="one_feedback_per_answer")]
+
+
+class UpdateClaim(models.Model):
+    """One Telegram update taken by one process: the row IS the claim.
+
+    Telegram redelivers an update it got no 2xx for (for up to 24 h), may deliver it to two
+    webhook workers at once, and updates arrive out of order: so each ``update_id`` is
+    claimed by inserting this row under a unique constraint, before any work, and the
+    insert that loses is told so by the database (``services.claim_update``). Update ids
+    are per bot, so the bot's id is part of the key (two bots on one database never collide).
+    Rows older than Telegram's redelivery window are pruned (``services.prune_update_claims``).
+    """
+
+    bot_id = models.BigIntegerField(help_text="Telegram id of the bot the update was sent to")
+    update_id = models.BigIntegerField()
+    claimed_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bot_id", "update_id"], name="one_claim_per_update")]
+
+    def __str__(self) -> str:
+        return f"update {self.update_id} of bot {self.bot_id}"

@@ -33,6 +33,7 @@ from supportbot.support.models import (
     TelegramUser,
     Ticket,
     TicketStatusChange,
+    UpdateClaim,
 )
 from supportbot.text import clean
 
@@ -565,3 +566,62 @@ def parts_delivered(*, message_id: int, parts: int, claimed_at) -> None:
 
 def mark_customer_blocked(*, user_id: int) -> None:
     TelegramUser.objects.filter(pk=user_id).update(is_blocked=True)
+
+
+# -- update claims (webhook and polling: each Telegram update is handled once) -------------------
+#: Telegram redelivers an update for up to 24 h; a claim must outlive that, and no longer.
+UPDATE_CLAIM_KEEP = timedelta(hours=24)
+
+
+def claim_update(*, bot_id: int, update_id: int) -> bool:
+    """Claim one update for this process: True for the one caller that claimed it, False for
+    every other (a redelivery, a retry, a second worker), whichever came first.
+
+    One INSERT under the ``one_claim_per_update`` constraint, in its own savepoint so a
+    caller's transaction survives the loss. Never "check, then insert" (two workers both
+    see no row) and never "the highest id seen" (updates arrive out of order). Any other
+    database failure (the database is down) is raised: the caller must not do the work,
+    and a webhook answers 503 so that Telegram delivers the update again later.
+    """
+    try:
+        with transaction.atomic():
+            UpdateClaim.objects.create(bot_id=bot_id, update_id=update_id)
+    except IntegrityError:
+        return False
+    return True
+
+
+def prune_update_claims(*, now: datetime | None = None, keep: timedelta = UPDATE_CLAIM_KEEP,
+                        batch: int = 1000) -> int:
+    """Delete at most ``batch`` claims older than ``keep``; the number deleted.
+
+    Bounded, so a backlog after a long pause never becomes one long DELETE holding locks
+    while updates are being claimed: the caller repeats while a full batch came back.
+    The ids are read first because MySQL cannot DELETE ... WHERE id IN (SELECT ... LIMIT).
+    """
+    cutoff = (now or timezone.now()) - keep
+    ids = list(UpdateClaim.objects.filter(claimed_at__lt=cutoff).order_by("claimed_at")
+               .values_list("pk", flat=True)[:batch])
+    if not ids:
+        return 0
+    deleted, _ = UpdateClaim.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
+# -- the task queue (supportbot.tasks): a task delivered again after its worker died --------------
+def handled_before(*, customer_id: int, telegram_message_id: int, since: datetime) -> bool:
+    """Whether an earlier run of this customer message's task already recorded a reply.
+
+    A worker that dies before acknowledging its task gets the task delivered again. When the
+    first run recorded a reply, the outbox sends it (once: delivery claims the row) and the
+    message must not be answered again: True. When it logged the message but died before any
+    reply (in the middle of transcribing or of an LLM answer), that log row is removed so the
+    new run logs the message once and answers it: False. ``since``: how far back the first run
+    may be (the sandbox numbers messages from 1 again after a restart).
+    """
+    incoming = Message.objects.filter(ticket__user_id=customer_id, direction=Message.Direction.IN,
+                                      telegram_message_id=telegram_message_id, created_at__gte=since)
+    if Message.objects.filter(in_reply_to__in=incoming).exists():
+        return True
+    incoming.delete()
+    return False
