@@ -22,10 +22,12 @@ later record (the "--- Logging error ---" blocks in the test log).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -177,29 +179,77 @@ def _installed_factory() -> RedactingRecordFactory:
     return factory
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``,
+    ``exception`` (the redacted traceback, when there is one) and every ``extra=`` field
+    (``ticket_id``, ``update_id``...). The record was redacted when it was made; the values are
+    redacted again here (``extra=`` fields arrive after the factory ran)."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": self.redact(record.getMessage()),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = self.redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = self.redact(record.stack_info)
+        for key, value in vars(record).items():
+            if key not in _STANDARD_FIELDS and key not in entry and not key.startswith("_"):
+                entry[key] = self.redact(value) if isinstance(value, str) else value
+        return json.dumps(entry, ensure_ascii=False, default=lambda v: self.redact(str(v)))
+
+
+class _MessageTextPolicy:
+    """Whether customers' message texts may appear in log lines (``LOG_MESSAGE_TEXT``)."""
+
+    allowed = False
+
+
+def message_text(text: str | None) -> str:
+    """What a log line may say about a customer's text: the text itself only with
+    ``LOG_MESSAGE_TEXT=1`` (debugging); otherwise only its length."""
+    if _MessageTextPolicy.allowed:
+        return repr(text or "")
+    return f"<{len(text or '')} characters>"
+
+
 def redact_text(text: str) -> str:
     """``text`` with every known secret and token-shaped string replaced (health check errors)."""
     return _installed_factory().redact(text)
 
 
 def configure_logging(*, verbose: bool = False, secrets: Iterable[str | SecretStr | None] = (),
-                      level: int = logging.INFO) -> None:
+                      level: int = logging.INFO, log_format: str = "text",
+                      log_message_text: bool = False) -> None:
     """Set up logging for the process; safe to call again (tests run the CLI many times).
 
     ``level`` (INFO) and above from every logger to stderr (one-shot commands such as
     ``supportbot ask`` pass WARNING: their output is the answer); ``verbose`` shows INFO
     and adds supportbot's DEBUG lines. The
     ``secrets`` (see :func:`settings_secrets`) and anything shaped like a bot token or a URL
-    password are replaced by ``***`` in every record of every logger.
+    password are replaced by ``***`` in every record of every logger. ``log_format``: ``text``
+    or ``json`` (``LOG_FORMAT``, :class:`JsonFormatter`); ``log_message_text``: see
+    :func:`message_text` (``LOG_MESSAGE_TEXT``).
     """
     redact = _installed_factory().redact
     redact.add(secrets)
+    _MessageTextPolicy.allowed = log_message_text
     root = logging.getLogger()
-    if not any(isinstance(h, StderrHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, StderrHandler)), None)
+    if handler is None:
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter(FORMAT))
         handler.addFilter(RedactingFilter(redact))
         root.addHandler(handler)
+    handler.setFormatter(JsonFormatter(redact) if log_format == "json" else logging.Formatter(FORMAT))
     root.setLevel(min(level, logging.INFO) if verbose else level)
     logging.getLogger("supportbot").setLevel(logging.DEBUG if verbose else logging.NOTSET)
     for name, level in QUIET_LOGGERS.items():

@@ -17,6 +17,7 @@ database or broker URL with a password in it never reaches the response.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -62,6 +63,11 @@ def mark_ready(name: str) -> None:
     MODELS.mark(name, READY)
 
 
+def forget(name: str) -> None:
+    """``name`` is not needed to serve (it failed to load and the process goes on without it)."""
+    MODELS.forget(name)
+
+
 def _error(exc: BaseException) -> str:
     from supportbot.logs import redact_text
 
@@ -78,10 +84,8 @@ def check_database() -> dict[str, Any]:
             cursor.fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the text says which
         # A broken connection stays broken in this thread: drop it so the next check reconnects.
-        try:
+        with contextlib.suppress(Exception):  # closing a dead connection may fail as well
             connection.close()
-        except Exception:  # noqa: BLE001, S110 - closing a dead connection may fail as well
-            pass
         return {"ok": False, "error": _error(exc)}
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
@@ -117,7 +121,7 @@ def check_models(registry: ModelRegistry | None = None) -> dict[str, Any]:
 def configured_broker_url() -> str | None:
     from supportbot.config import get_settings
 
-    return getattr(get_settings(), "celery_broker_url", None) or None
+    return get_settings().tasks.broker_url
 
 
 def check_health(*, broker_url: str | None = _UNSET, registry: ModelRegistry | None = None,

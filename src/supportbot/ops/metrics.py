@@ -23,8 +23,9 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,17 @@ SPEECH_AUDIO_SECONDS = Histogram("supportbot_speech_audio_seconds", "Length of t
 DELIVERIES = Counter("supportbot_deliveries", "Send attempts of outgoing messages, by outcome",
                      ["outcome"], registry=None)
 
-METRICS = (UPDATES, ANSWERS, STAGE_SECONDS, LLM_SECONDS, LLM_FIRST_TOKEN_SECONDS, SPEECH_SECONDS,
-           SPEECH_AUDIO_SECONDS, DELIVERIES)
+METRICS: tuple[Collector, ...] = (UPDATES, ANSWERS, STAGE_SECONDS, LLM_SECONDS, LLM_FIRST_TOKEN_SECONDS,
+                                  SPEECH_SECONDS, SPEECH_AUDIO_SECONDS, DELIVERIES)
+
+# Telegram's send limits (supportbot.bot.limits): time sends waited for their slot, and 429s,
+# by scope: chat (one chat paused) or bot (429s on several chats: the whole bot paused).
+SEND_LIMIT_WAIT_SECONDS = Histogram("supportbot_send_limit_wait_seconds",
+                                    "Seconds a send waited for its slot under Telegram's limits",
+                                    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0), registry=None)
+TELEGRAM_RATE_LIMITED = Counter("supportbot_telegram_rate_limited", "429 answers from Telegram, by scope",
+                                ["scope"], registry=None)
+METRICS = (*METRICS, SEND_LIMIT_WAIT_SECONDS, TELEGRAM_RATE_LIMITED)
 
 #: The Celery queues whose depth is reported (``supportbot_task_queue_depth``).
 DEFAULT_TASK_QUEUES = ("celery",)
@@ -73,6 +83,11 @@ def timed(stage: str) -> Iterator[None]:
 
 def observe_stage(stage: str, seconds: float) -> None:
     STAGE_SECONDS.labels(stage).observe(max(0.0, seconds))
+
+
+def count_update(kind: str, outcome: str) -> None:
+    """One update of ``kind`` (Telegram's name: message, callback_query...) ended in ``outcome``."""
+    UPDATES.labels(kind, outcome).inc()
 
 
 # -- counted when scraped ------------------------------------------------------------------
@@ -166,7 +181,7 @@ class ModelsCollector(Collector):
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir") or None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None  # read by prometheus-client itself, too
 
 
 def build_registry(*, broker_url: str | None = None, queues: Iterable[str] = DEFAULT_TASK_QUEUES,
@@ -193,8 +208,10 @@ def build_registry(*, broker_url: str | None = None, queues: Iterable[str] = DEF
 
 
 def render(*, broker_url: str | None = None, queues: Iterable[str] = DEFAULT_TASK_QUEUES,
-           database: bool = True) -> tuple[bytes, str]:
-    """``(body, content type)`` in Prometheus's text format. Synchronous (the outbox collector
-    queries the database): async callers run it in a worker thread."""
+           database: bool = True, accept: str = "") -> tuple[bytes, str]:
+    """``(body, content type)``: Prometheus's text format (0.0.4), or OpenMetrics when the
+    scraper's ``Accept`` header asks for it. Synchronous (the outbox collector queries the
+    database): async callers run it in a worker thread."""
     registry = build_registry(broker_url=broker_url, queues=queues, database=database)
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type
