@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,8 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+
+from supportbot.ops.shutdown import serve_until_signalled
 
 log = logging.getLogger("supportbot")
 
@@ -79,17 +82,30 @@ def _prepare() -> None:
 
 
 # -- long-running parts --------------------------------------------------------------------
-async def _serve_web(cfg) -> None:
+async def _serve_web(cfg, stop: asyncio.Event | None = None) -> None:
     import uvicorn
     from django.core.management import call_command
 
     await asyncio.to_thread(call_command, "collectstatic", interactive=False, verbosity=0)
     config = uvicorn.Config("supportbot.web.asgi:application", host=cfg.web_host, port=cfg.web_port,
-                            log_level="warning", lifespan="off")
+                            log_level="warning", lifespan="off",
+                            timeout_graceful_shutdown=int(cfg.shutdown_grace_seconds))
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the CLI owns signals
     print(f"Admin: http://{cfg.web_host}:{cfg.web_port}/admin/")
-    await server.serve()
+    if stop is None:
+        await server.serve()
+        return
+
+    async def exit_when_stopped() -> None:  # uvicorn stops accepting, then finishes the requests in flight
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(exit_when_stopped())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
 
 
 async def _serve_sandbox(cfg, port: int | None = None):
@@ -101,12 +117,37 @@ async def _serve_sandbox(cfg, port: int | None = None):
     return server
 
 
-async def _run_bot(cfg, *, token: str, api_url: str) -> None:
+async def _run_bot(cfg, *, token: str, api_url: str, stop: asyncio.Event | None = None) -> None:
+    """``stop`` (``supportbot bot``): once set, no new updates are taken, those in flight finish
+    (``SHUTDOWN_GRACE_SECONDS``), then the bot stops. ``BOT_HTTP_PORT``: /healthz and /metrics."""
     from supportbot.bot.runner import BotApp
 
     app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
                  refresh_seconds=cfg.faq.refresh_seconds, warm_up_speech=True, warm_up_llm=True)
-    await app.run_forever()
+    if stop is None:
+        await app.run_forever()
+        return
+    from supportbot.ops import http as ops_http
+    from supportbot.ops.shutdown import stop_polling_and_drain
+
+    ops = await ops_http.start_server(cfg.bot_http_host, cfg.bot_http_port) if cfg.bot_http_port else None
+    running = asyncio.create_task(app.run_forever(), name="bot")
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([running, waiter], return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():  # stopped: finish the updates in flight, then the rest
+            left = await stop_polling_and_drain(app.dp, cfg.shutdown_grace_seconds)
+            if left:
+                log.warning("%d update(s) still running after %g s: cancelled", left, cfg.shutdown_grace_seconds)
+    finally:
+        waiter.cancel()
+        running.cancel()  # run_forever's own stop() closes the bot's parts
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await running  # the bot's own failure, if that is why it ended, is raised here
+        finally:
+            if ops is not None:
+                await ops.cleanup()
 
 
 async def _until_stopped(*coros) -> None:
@@ -164,13 +205,34 @@ def cmd_bot(args) -> int:
         return 2
     sandbox_url = f"http://{cfg.sandbox_host}:{cfg.sandbox_port}" if args.sandbox else None
     token, url = _bot_target(cfg, sandbox_url)
-    asyncio.run(_until_stopped(_run_bot(cfg, token=token, api_url=url)))
+    asyncio.run(serve_until_signalled(lambda stop: _run_bot(cfg, token=token, api_url=url, stop=stop),
+                                      grace=cfg.shutdown_grace_seconds))
     return 0
 
 
 def cmd_web(args) -> int:
     cfg = _settings()
-    asyncio.run(_until_stopped(_serve_web(cfg)))
+    if cfg.web_workers > 1:
+        return _serve_web_workers(cfg)
+    asyncio.run(serve_until_signalled(lambda stop: _serve_web(cfg, stop), grace=cfg.shutdown_grace_seconds))
+    return 0
+
+
+def _serve_web_workers(cfg) -> int:
+    """``WEB_WORKERS`` > 1: uvicorn's own supervisor runs the worker processes and handles the
+    signals (SIGTERM: each worker finishes its requests, up to ``SHUTDOWN_GRACE_SECONDS``)."""
+    import uvicorn
+    from django.core.management import call_command
+
+    from supportbot.ops.metrics import multiprocess_dir
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    if (folder := multiprocess_dir()) is not None:  # the workers' counters: none left from a last run
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    print(f"Admin: http://{cfg.web_host}:{cfg.web_port}/admin/ ({cfg.web_workers} worker processes)")
+    uvicorn.run("supportbot.web.asgi:application", host=cfg.web_host, port=cfg.web_port, workers=cfg.web_workers,
+                log_level="warning", lifespan="off", timeout_graceful_shutdown=int(cfg.shutdown_grace_seconds))
     return 0
 
 
@@ -384,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Long-running commands log what they do; one-shot ones print their result, and warnings.
         level = logging.INFO if args.command in ("run", "bot", "web", "sandbox") else logging.WARNING
-        configure_logging(verbose=args.verbose, secrets=settings_secrets(_settings()), level=level)
+        cfg = _settings()
+        configure_logging(verbose=args.verbose, secrets=settings_secrets(cfg), level=level,
+                          log_format=cfg.log_format, log_message_text=cfg.log_message_text)
         if args.command == "fetch-models":  # no database needed (runs during the install)
             return args.func(args)
         _setup_django()

@@ -200,6 +200,19 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8000, ge=1, le=65535)
     debug: bool = False
 
+    # Operations (supportbot.ops, docs/production.md): logs, shutdown, the polling bot's /healthz
+    #: text: one line per record as people read it; json: one JSON object per line (log collectors).
+    log_format: Literal["text", "json"] = "text"
+    #: Customers' message texts stay out of the logs unless this is on (debugging only).
+    log_message_text: bool = False
+    #: SIGTERM: seconds the bot and the web get to finish the updates and requests in flight.
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=600)
+    #: `supportbot bot` (polling) serves GET /healthz and /metrics here; port 0: not at all.
+    bot_http_host: str = "127.0.0.1"
+    bot_http_port: int = Field(default=0, ge=0, le=65535)
+    #: `supportbot web`: uvicorn worker processes (1: one process, in the CLI's own event loop).
+    web_workers: int = Field(default=1, ge=1, le=64)
+
     # Sandbox (the local Bot API server used without a real token)
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8081, ge=0, le=65535)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from supportbot.sandbox.faults import DEFAULT_DELAY, DEFAULT_RETRY_AFTER, ERROR_
 from supportbot.sandbox.formatting import MAX_MESSAGE_LENGTH, ParsedText, parse_text, utf16_len
 from supportbot.sandbox.params import Params, markup_key, read_params, read_reply_markup
 from supportbot.sandbox.state import SandboxChat, SandboxState, StoredMessage, now
+from supportbot.sandbox.webhook import WebhookPusher, local_http_allowed
 
 __all__ = ["BotApi", "BotApiError"]
 
@@ -29,6 +31,7 @@ MAX_POLL_TIMEOUT = 50.0
 # Query parameter that marks a request redirected by a "redirect" fault.
 _REDIRECT_MARKER = "sandbox_redirect_fault"
 _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+_SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 _CHAT_ACTIONS = frozenset(
     {
@@ -63,6 +66,7 @@ class BotApi:
     def __init__(self, state: SandboxState, token: str) -> None:
         self.state = state
         self._token = token
+        self.webhook = WebhookPusher(state)  # pushes updates while a webhook is set (webhook.py)
         self.methods: dict[str, _Method] = {
             "getMe": self.get_me,
             "logOut": self.always_true,
@@ -207,19 +211,34 @@ class BotApi:
 
     async def delete_webhook(self, params: Params) -> bool:
         self.state.webhook = {}
+        await self.webhook.stop()
         if params.flag("drop_pending_updates"):
             self.state.updates.clear()
         return True
 
     async def set_webhook(self, params: Params) -> bool:
         url = params.string("url") or ""
-        if url and not url.startswith("https://"):
-            raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
-        # Stored only: the sandbox never pushes updates, the bot must long-poll.
+        if not url:
+            return await self.delete_webhook(params)
+        # Telegram wants HTTPS on 443/80/88/8443; plain http is allowed to this machine only.
+        if not local_http_allowed(url):
+            if not url.startswith("https://"):
+                raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+            if _url_port(url) not in (443, 80, 88, 8443):
+                raise bad_request("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
+        secret = params.string("secret_token")
+        if secret is not None and not _SECRET_TOKEN_RE.match(secret):
+            raise bad_request("secret token contains unallowed characters")
+        max_connections = params.integer("max_connections", default=40) or 40
+        if not 1 <= max_connections <= 100:
+            raise bad_request("bad webhook: max_connections must be between 1 and 100")
         allowed = params.obj("allowed_updates")
-        self.state.webhook = {"url": url, "allowed_updates": allowed} if url else {}
+        if isinstance(allowed, list):  # as with getUpdates: an empty list restores the default set
+            self.state.allowed_updates = frozenset(map(str, allowed)) if allowed else None
+        self.state.webhook = {"url": url, "allowed_updates": allowed}
         if params.flag("drop_pending_updates"):
             self.state.updates.clear()
+        await self.webhook.start(url, secret=secret, max_connections=max_connections)
         return True
 
     async def get_webhook_info(self, params: Params) -> dict[str, Any]:
@@ -227,6 +246,7 @@ class BotApi:
             "url": self.state.webhook.get("url", ""),
             "has_custom_certificate": False,
             "pending_update_count": len(self.state.updates),
+            **self.webhook.info(),
         }
         if self.state.webhook.get("allowed_updates"):
             info["allowed_updates"] = self.state.webhook["allowed_updates"]
@@ -423,6 +443,14 @@ def _bot_error(
     if parameters:
         body["parameters"] = parameters
     return web.json_response(body, status=code)
+
+
+def _url_port(url: str) -> int | None:
+    try:
+        parts = urlsplit(url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
 
 
 def _redirect(request: web.Request, fault_id: int | None = None) -> web.Response:

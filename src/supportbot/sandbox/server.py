@@ -100,6 +100,13 @@ def create_app(state: SandboxState | None = None, *, token: str) -> web.Applicat
     app.router.add_delete("/sandbox/api/faults", control.clear_faults)
     app.router.add_get("/sandbox/api/requests", control.request_counts)
     app.router.add_delete("/sandbox/api/requests", control.clear_request_counts)
+    # Webhook delivery (webhook.py): redeliver an update the webhook already took, as Telegram may.
+    app.router.add_post("/sandbox/api/updates/{update_id}/redeliver", bot_api.webhook.redeliver)
+
+    async def stop_webhook(_: web.Application) -> None:
+        await bot_api.webhook.close()
+
+    app.on_shutdown.append(stop_webhook)
 
     async def accept_pollers(_: web.Application) -> None:
         state.reopen()

@@ -216,7 +216,10 @@ class SandboxState:
         self.allowed_updates: frozenset[str] | None = None
         self.faults = FaultRegistry()
         self.requests = RequestCounts()
-        self._next_update_id = 1
+        # Update ids never repeat across sandbox restarts (Telegram's are unique per bot): the
+        # bot claims each id once (UpdateClaim), so a restarted sandbox starting at 1 again would
+        # have its updates dropped as duplicates for a day.
+        self._next_update_id = int(time.time() * 1000)
         self._file_counter = itertools.count(1)
         self._poll_generation = 0
         self._closing = False
