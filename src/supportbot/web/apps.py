@@ -10,8 +10,9 @@ class WebConfig(AppConfig):
 
     def ready(self) -> None:
         # The support app sends faq_changed after commit and knows nothing of the index; the
-        # assembly answers it with this process's embedder (knowledge.receivers).
-        from supportbot.assembly import sync_changed_entries
+        # re-index job embeds the change (knowledge.receivers): on a Celery worker when a broker
+        # is configured, so an admin request never embeds; in this process otherwise (tasks.queue).
         from supportbot.support.signals import faq_changed
+        from supportbot.tasks.queue import faq_changed as reindex_changed_entries
 
-        faq_changed.connect(sync_changed_entries, dispatch_uid="assembly_sync_changed_entries")
+        faq_changed.connect(reindex_changed_entries, dispatch_uid="tasks_reindex_changed_entries")
