@@ -165,9 +165,13 @@ def prepare_index(pipeline: AnswerPipeline) -> None:
     The question embedder is loaded here too (one question embedded), so the first
     customer does not wait for it (nothing may need embedding at start).
     """
+    from supportbot.ops import health
+
+    health.mark_loading("faq_index")  # /healthz answers 503 until the index can answer
     sync_embeddings(pipeline.index.embedder, progress=True)
     pipeline.index.embedder.embed(["warm-up"])
     pipeline.index.refresh(force=True)
+    health.mark_ready("faq_index")
 
 
 def sync_changed_entries(sender, *, entry_ids: Collection[int], **kwargs) -> None:

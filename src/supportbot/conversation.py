@@ -15,6 +15,7 @@ worker threads (never on the event loop, never on asgiref's single shared thread
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,12 +27,16 @@ from django.utils import timezone
 from supportbot import smalltalk
 from supportbot.background import in_worker_thread
 from supportbot.i18n import gettext_for
+from supportbot.logs import message_text
+from supportbot.ops import metrics
 from supportbot.pipeline import Answer, AnswerPipeline, Conversation, Source
 from supportbot.support import services
 from supportbot.support.choices import Actor
 from supportbot.support.models import Message
 from supportbot.support.services import CustomerInfo, FeedbackOutcome
 from supportbot.support.voice import attach_transcript
+
+log = logging.getLogger(__name__)
 
 
 class Command(str, Enum):
@@ -100,6 +105,8 @@ class ConversationService:
                    telegram_message_id: int | None) -> tuple[Outcome, services.Incoming]:
         incoming = await in_worker_thread(services.record_incoming)(
             customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+        log.debug("customer %s: %s message %s", customer.id, kind, message_text(text),
+                  extra={"ticket_id": incoming.ticket_id, "message_id": incoming.message_id})
         outcome = Outcome(incoming.ticket_id, incoming.message_id, chat_id=customer.id, language=language,
                           reply_to=telegram_message_id, with_operator=incoming.with_operator)
         return outcome, incoming
@@ -142,6 +149,23 @@ class ConversationService:
 
     # -- questions ----------------------------------------------------------------------------------
     async def ask(
+        self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
+        kind: str = Message.Kind.TEXT, stream=None, use_faq: bool = True,
+        _logged: tuple[Outcome, services.Incoming] | None = None,
+    ) -> Outcome:
+        """:meth:`_ask`, counted: the answer's source (``supportbot_answers``) and the seconds from
+        the question to the recorded reply (stage ``answer``)."""
+        started = time.perf_counter()
+        outcome = await self._ask(customer, text, language=language, telegram_message_id=telegram_message_id,
+                                  kind=kind, stream=stream, use_faq=use_faq, _logged=_logged)
+        metrics.observe_stage("answer", time.perf_counter() - started)
+        if outcome.answer is not None:
+            metrics.ANSWERS.labels(outcome.answer.source).inc()
+        elif outcome.with_operator:
+            metrics.ANSWERS.labels("with_operator").inc()
+        return outcome
+
+    async def _ask(
         self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
         kind: str = Message.Kind.TEXT, stream=None, use_faq: bool = True,
         _logged: tuple[Outcome, services.Incoming] | None = None,

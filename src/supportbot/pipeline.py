@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from supportbot.background import in_worker_thread
 from supportbot.knowledge.index import EntryMatch, FaqIndex
+from supportbot.ops import metrics
 
 if TYPE_CHECKING:
     from supportbot.llm.chain import AnswerStream, StepReport
@@ -130,7 +131,8 @@ class AnswerPipeline:
         """``stream`` sees an LLM answer grow; ``use_faq=False`` skips FAQ answers (trying prompts)."""
         started = time.perf_counter()
         k = max(self.top_k, 4 * self.llm.context_entries) if self.llm is not None else self.top_k
-        result = await asyncio.to_thread(self.index.search, question, k=k)
+        with metrics.timed("match"):
+            result = await asyncio.to_thread(self.index.search, question, k=k)
         answer = Answer(source=Source.HANDOVER, candidates=result.matches[: self.top_k])
         best = result.best
         if best is not None:
@@ -145,7 +147,8 @@ class AnswerPipeline:
         if not answer.answered:
             answer.reason = ("empty FAQ" if best is None else "no confident FAQ match") if use_faq else "FAQ skipped"
             if self.llm is not None and result.question:
-                await self._ask_llm(answer, question, result.matches, language, conversation, stream)
+                with metrics.timed("llm"):
+                    await self._ask_llm(answer, question, result.matches, language, conversation, stream)
         answer.elapsed_ms = int((time.perf_counter() - started) * 1000)
         return answer
 

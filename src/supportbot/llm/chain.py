@@ -29,6 +29,7 @@ from typing import Protocol
 from supportbot.llm.base import Answerer, ChatMessage, Chunk, StepUnavailable
 from supportbot.llm.factcheck import FactCheck, FactChecker
 from supportbot.llm.prompt import AnswerGuard, ChoiceGuard, Verdict
+from supportbot.ops import metrics
 
 #: Enough for "[12]" and a few words around it.
 CHOICE_MAX_TOKENS = 8
@@ -202,6 +203,9 @@ class AnswerChain:
                 report.outcome = verdict.reason if verdict is not None else "empty"
         if text is None and shown and stream is not None:
             await stream.discard()
+        metrics.LLM_SECONDS.labels(report.source, report.outcome).observe(report.total_ms / 1000)
+        if report.first_token_ms is not None:
+            metrics.LLM_FIRST_TOKEN_SECONDS.labels(report.source).observe(report.first_token_ms / 1000)
         return report, text, usage
 
 

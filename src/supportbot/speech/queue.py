@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from supportbot.ops import health, metrics
 from supportbot.speech.audio import AudioSource
 from supportbot.speech.transcriber import Transcriber, Transcript
 
@@ -52,17 +54,29 @@ class TranscriptionQueue:
     async def transcribe(self, audio: AudioSource, **options) -> Transcript:
         loop = asyncio.get_running_loop()
         call = functools.partial(self.transcriber.transcribe, audio, **options)
-        return await loop.run_in_executor(self._executor, call)
+        started = time.perf_counter()
+        transcript = await loop.run_in_executor(self._executor, call)
+        seconds = time.perf_counter() - started  # waiting for a worker included: what the customer waits
+        metrics.SPEECH_SECONDS.observe(seconds)
+        metrics.observe_stage("speech", seconds)
+        if transcript.duration:
+            metrics.SPEECH_AUDIO_SECONDS.observe(transcript.duration)
+        return transcript
 
     async def warm_up(self) -> None:
         """Load the model in a worker now, so the first customer does not wait for it."""
         load = getattr(self.transcriber, "load", None)
         if load is None:
             return
+        health.mark_loading("transcriber")
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, load)
         except Exception:
+            # The bot still answers text: a failed speech model does not make the process unready.
+            health.forget("transcriber")
             log.exception("speech model failed to load; voice messages will be refused politely")
+        else:
+            health.mark_ready("transcriber")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
