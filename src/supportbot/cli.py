@@ -245,6 +245,30 @@ def cmd_sandbox(args) -> int:
     return 0
 
 
+# -- operations (docs/production.md) ---------------------------------------------------------
+def cmd_health(args) -> int:
+    """The container health checks: exit 0 when healthy. ``--url``: GET a /healthz (web, bot);
+    without it, this process checks the database and the broker itself (worker)."""
+    if args.url:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+                print(response.read().decode(errors="replace"))
+                return 0
+        except urllib.error.HTTPError as exc:
+            print(f"{args.url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    from supportbot.ops.health import check_health
+
+    ok, body = check_health(timeout=args.timeout)
+    print(json.dumps(body))
+    return 0 if ok else 1
+
+
 # -- FAQ ----------------------------------------------------------------------------------
 def cmd_import_faq(args) -> int:
     from supportbot.support.faq_io import FaqImportError, import_faq
@@ -412,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("web", help="the admin web only").set_defaults(func=cmd_web)
     sub.add_parser("sandbox", help="the local Bot API sandbox server only").set_defaults(func=cmd_sandbox)
     sub.add_parser("migrate", help="create or upgrade the database").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("health", help="exit 0 when healthy: GET --url (a /healthz), or check the database and broker")
+    p.add_argument("--url", help="a /healthz to ask, e.g. http://127.0.0.1:8000/healthz")
+    p.add_argument("--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (4)")
+    p.set_defaults(func=cmd_health)
     p = sub.add_parser("import-faq", help="import FAQ entries from CSV or JSON (idempotent by key)")
     p.add_argument("file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -449,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _settings()
         configure_logging(verbose=args.verbose, secrets=settings_secrets(cfg), level=level,
                           log_format=cfg.log_format, log_message_text=cfg.log_message_text)
-        if args.command == "fetch-models":  # no database needed (runs during the install)
+        if args.command == "fetch-models" or (args.command == "health" and args.url):  # no database needed
             return args.func(args)
         _setup_django()
         if args.command not in ("sandbox",):
