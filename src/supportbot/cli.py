@@ -228,6 +228,7 @@ def _serve_web_workers(cfg) -> int:
 
     call_command("collectstatic", interactive=False, verbosity=0)
     if (folder := multiprocess_dir()) is not None:  # the workers' counters: none left from a last run
+        Path(folder).mkdir(parents=True, exist_ok=True)
         for stale in Path(folder).glob("*.db"):
             stale.unlink()
     print(f"Admin: http://{cfg.web_host}:{cfg.web_port}/admin/ ({cfg.web_workers} worker processes)")

@@ -67,8 +67,9 @@ TELEGRAM_RATE_LIMITED = Counter("supportbot_telegram_rate_limited", "429 answers
                                 ["scope"], registry=None)
 METRICS = (*METRICS, SEND_LIMIT_WAIT_SECONDS, TELEGRAM_RATE_LIMITED)
 
-#: The Celery queues whose depth is reported (``supportbot_task_queue_depth``).
-DEFAULT_TASK_QUEUES = ("celery",)
+#: The Celery queues whose depth is reported (``supportbot_task_queue_depth``): the one queue
+#: every job goes to (``supportbot.tasks.app.QUEUE``; not imported here: that imports Celery).
+DEFAULT_TASK_QUEUES = ("supportbot",)
 
 
 @contextmanager
