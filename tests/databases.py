@@ -32,6 +32,8 @@ TESTS = [
     "tests/llm/test_llm_bot.py",
     "tests/support/test_ticket_concurrency.py",
     "tests/support/test_customer_profile.py",
+    "tests/bot/test_update_claims.py",
+    "tests/bot/test_webhook.py",
 ]
 DEFAULT_URLS = [
     os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),

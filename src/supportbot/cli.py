@@ -270,6 +270,180 @@ def cmd_health(args) -> int:
     return 0 if ok else 1
 
 
+# -- webhook mode (docs/webhook.md) -------------------------------------------------------------
+async def _run_webhook(cfg, *, token: str, api_url: str, secret: str) -> None:
+    """One webhook process: the bot's parts behind the webhook; SIGTERM drains, then exits."""
+    from supportbot.bot.runner import BotApp
+    from supportbot.bot.webhook import WebhookServer
+
+    app = BotApp(token=token, api_url=api_url, default_language=cfg.default_language,
+                 refresh_seconds=cfg.faq.refresh_seconds, warm_up_speech=True, warm_up_llm=True)
+    from supportbot.ops.shutdown import serve_until_signalled
+
+    server = WebhookServer(app, host=cfg.webhook.host, port=cfg.webhook.port, path=cfg.webhook.path, secret=secret,
+                           drain_seconds=cfg.shutdown_grace_seconds)
+    await serve_until_signalled(server.run_until, grace=cfg.shutdown_grace_seconds)
+
+
+def _stop_with_parent() -> None:
+    """In a worker, before it runs: SIGTERM when the parent dies, even by SIGKILL (Linux only)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _run_webhook_workers(args) -> int:
+    """``--workers N``: N webhook processes on one port (SO_REUSEPORT: the kernel spreads the
+    connections); signals are passed on, and one worker's death stops the rest (the supervisor,
+    compose or systemd, restarts the whole)."""
+    import subprocess
+    import tempfile
+
+    argv = [sys.executable, "-m", "supportbot.cli", *(["-v"] if args.verbose else []), "webhook", "--workers", "1",
+            *(["--sandbox"] if args.sandbox else [])]
+    env = dict(os.environ)
+    metrics_dir = None
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums every worker's counters
+        metrics_dir = tempfile.TemporaryDirectory(prefix="supportbot-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
+    children = [subprocess.Popen(argv, env=env, preexec_fn=_stop_with_parent) for _ in range(args.workers)]
+    stopping = False
+
+    def forward(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        while any(child.poll() is None for child in children):
+            exited = [child for child in children if child.poll() is not None]
+            if exited and not stopping:
+                log.error("webhook worker %s exited with %s: stopping the others", exited[0].pid, exited[0].returncode)
+                forward(signal.SIGTERM, None)
+            time.sleep(0.2)
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+    codes = [child.returncode for child in children]
+    return 0 if stopping and all(code in (0, -signal.SIGTERM, -signal.SIGINT) for code in codes) else 1
+
+
+def cmd_webhook(args) -> int:
+    cfg = _settings()
+    if cfg.webhook.secret is None:
+        print("TELEGRAM_WEBHOOK_SECRET is not set: webhook mode needs it (Telegram sends it with every update). "
+              "`supportbot set-webhook URL` registers the webhook and prints one to put into .env.", file=sys.stderr)
+        return 2
+    if cfg.sandbox_mode and not args.sandbox:
+        print("TELEGRAM_BOT_TOKEN is not set. Set it, or use `supportbot webhook --sandbox` "
+              f"with `supportbot sandbox` running on port {cfg.sandbox_port}.", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("--workers must be 1 or more.", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _run_webhook_workers(args)
+    sandbox_url = f"http://{cfg.sandbox_host}:{cfg.sandbox_port}" if args.sandbox else None
+    token, url = _bot_target(cfg, sandbox_url)
+    try:
+        asyncio.run(_run_webhook(cfg, token=token, api_url=url, secret=cfg.webhook.secret.get_secret_value()))
+    except OSError as exc:
+        print(f"supportbot: cannot listen on {cfg.webhook.host}:{cfg.webhook.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _set_webhook(args, *, token: str, api_url: str, secret: str) -> int:
+    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+
+    from supportbot.bot.runner import build_bot, handled_update_types
+
+    bot = build_bot(token, api_url)
+    try:
+        if args.delete:
+            await bot.delete_webhook(drop_pending_updates=args.drop_pending_updates)
+            print("Webhook deleted: the bot can poll again (`supportbot bot`).")
+            return 0
+        kinds = handled_update_types()
+        await bot.set_webhook(args.url, secret_token=secret, allowed_updates=kinds,
+                              drop_pending_updates=args.drop_pending_updates)
+        print(f"Webhook set: {args.url}\n  updates: {', '.join(kinds)}")
+        return 0
+    except (TelegramAPIError, TelegramNetworkError) as exc:
+        print(f"Telegram refused: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await bot.session.close()
+
+
+def cmd_set_webhook(args) -> int:
+    cfg = _settings()
+    if cfg.sandbox_mode and not args.sandbox:
+        print("TELEGRAM_BOT_TOKEN is not set. Set it, or use `--sandbox` for a running `supportbot sandbox`.",
+              file=sys.stderr)
+        return 2
+    if not args.delete and (not args.url or not args.url.startswith(("https://", "http://"))):
+        print("Give the webhook's public URL, e.g. https://bot.example.com/telegram/webhook (or --delete).",
+              file=sys.stderr)
+        return 2
+    sandbox_url = f"http://{cfg.sandbox_host}:{cfg.sandbox_port}" if args.sandbox else None
+    token, url = _bot_target(cfg, sandbox_url)
+    configured = cfg.webhook.secret
+    # token_urlsafe: A-Z a-z 0-9 _ -, the alphabet Telegram allows; 32 bytes -> 43 characters.
+    secret = configured.get_secret_value() if configured is not None else secrets.token_urlsafe(32)
+    done = asyncio.run(_set_webhook(args, token=token, api_url=url, secret=secret))
+    if done == 0 and not args.delete and configured is None:
+        # Printed for the operator, never logged: the webhook processes need it in their settings.
+        print("Put this line into .env (every `supportbot webhook` process reads it):")
+        print(f"TELEGRAM_WEBHOOK_SECRET={secret}")
+    return done
+
+
+# -- task queue (docs/task-queue.md) ---------------------------------------------------------
+def cmd_worker(args) -> int:
+    """A Celery worker: takes updates (speech, LLM answers), re-indexing and delivery off the bot."""
+    from supportbot.tasks.worker import BrokerUnreachable, run_worker
+
+    if args.concurrency is not None and not 1 <= args.concurrency <= 64:
+        print("--concurrency must be between 1 and 64.", file=sys.stderr)
+        return 2
+    try:
+        return run_worker(_settings(), concurrency=args.concurrency)
+    except BrokerUnreachable as exc:
+        print(f"supportbot worker: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- operations (docs/production.md) ---------------------------------------------------------
+def cmd_health(args) -> int:
+    """The container health checks: exit 0 when healthy. ``--url``: GET a /healthz (web, bot);
+    without it, this process checks the database and the broker itself (worker)."""
+    if args.url:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
+                print(response.read().decode(errors="replace"))
+                return 0
+        except urllib.error.HTTPError as exc:
+            print(f"{args.url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"{args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+    from supportbot.ops.health import check_health
+
+    ok, body = check_health(timeout=args.timeout)
+    print(json.dumps(body))
+    return 0 if ok else 1
+
+
 # -- FAQ ----------------------------------------------------------------------------------
 def cmd_import_faq(args) -> int:
     from supportbot.support.faq_io import FaqImportError, import_faq
@@ -437,6 +611,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("web", help="the admin web only").set_defaults(func=cmd_web)
     sub.add_parser("sandbox", help="the local Bot API sandbox server only").set_defaults(func=cmd_sandbox)
     sub.add_parser("migrate", help="create or upgrade the database").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("webhook", help="the bot in webhook mode: an HTTP server Telegram POSTs updates to")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="N processes on one port (default 1)")
+    p.add_argument("--sandbox", action="store_true", help="talk to a running `supportbot sandbox`")
+    p.set_defaults(func=cmd_webhook)
+    p = sub.add_parser("set-webhook", help="register the webhook URL with Telegram (or --delete it)")
+    p.add_argument("url", nargs="?", help="the public HTTPS URL Telegram is to POST updates to")
+    p.add_argument("--delete", action="store_true", help="remove the webhook (back to polling)")
+    p.add_argument("--drop-pending-updates", action="store_true", help="drop the updates waiting at Telegram")
+    p.add_argument("--sandbox", action="store_true", help="register it with a running `supportbot sandbox`")
+    p.set_defaults(func=cmd_set_webhook)
     p = sub.add_parser("health", help="exit 0 when healthy: GET --url (a /healthz), or check the database and broker")
     p.add_argument("--url", help="a /healthz to ask, e.g. http://127.0.0.1:8000/healthz")
     p.add_argument("--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (4)")
@@ -474,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # Long-running commands log what they do; one-shot ones print their result, and warnings.
-        level = logging.INFO if args.command in ("run", "bot", "web", "sandbox") else logging.WARNING
+        level = logging.INFO if args.command in ("run", "bot", "web", "sandbox", "webhook") else logging.WARNING
         cfg = _settings()
         configure_logging(verbose=args.verbose, secrets=settings_secrets(cfg), level=level,
                           log_format=cfg.log_format, log_message_text=cfg.log_message_text)

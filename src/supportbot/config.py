@@ -7,6 +7,7 @@ sandbox and the CLI all read it; nothing else looks at ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,6 +97,16 @@ class OutboxSettings:
 
     lease: timedelta
     retry_seconds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """``supportbot webhook``: where it listens, and the secret Telegram must send."""
+
+    host: str
+    port: int
+    path: str
+    secret: SecretStr | None
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,35 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8000, ge=1, le=65535)
     debug: bool = False
+
+    # Webhook mode (``supportbot webhook``, ``supportbot set-webhook``; docs/webhook.md)
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_path: str = "/telegram/webhook"
+    #: Telegram sends it in X-Telegram-Bot-Api-Secret-Token; required in webhook mode.
+    telegram_webhook_secret: SecretStr | None = None
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _webhook_path(cls, value: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value) or "//" in value:
+            raise ValueError("must be a URL path such as /telegram/webhook (letters, digits, . _ ~ - and /)")
+        return value
+
+    @field_validator("telegram_webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret(cls, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule); "
+                             "`supportbot set-webhook URL` generates one")
+        return value
+
+    @cached_property
+    def webhook(self) -> WebhookSettings:
+        return WebhookSettings(self.webhook_host, self.webhook_port, self.webhook_path, self.telegram_webhook_secret)
 
     # Operations (supportbot.ops, docs/production.md): logs, shutdown, the polling bot's /healthz
     #: text: one line per record as people read it; json: one JSON object per line (log collectors).
@@ -390,7 +430,8 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         name = "_".join(str(p) for p in item["loc"]).upper() or "settings"
         lines.append(f"{name}: {item['msg']} (got {item.get('input')!r})"
-                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY", "CELERY_BROKER_URL")
+                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY", "CELERY_BROKER_URL",
+                                     "TELEGRAM_WEBHOOK_SECRET")
                      else f"{name}: {item['msg']}")
     return "bad configuration:\n  " + "\n  ".join(lines)
 

@@ -168,6 +168,11 @@ async def test_redelivery_sends_an_update_the_webhook_already_took(bot, customer
             assert response.status == 404 and "never delivered" in (await response.json())["error"]
         async with http.post(f"{server.url}/sandbox/api/updates/x1/redeliver") as response:
             assert response.status == 400 and "positive integer" in (await response.json())["error"]
+        async with http.post(f"{server.url}/sandbox/api/updates/{sent['update_id']}/redeliver?copies=0") as response:
+            assert response.status == 400 and "from 1 to 100" in (await response.json())["error"]
+        async with http.post(f"{server.url}/sandbox/api/updates/{sent['update_id']}/redeliver?copies=4") as response:
+            assert response.status == 200 and (await response.json())["queued"] == 4
+        assert len(await receiver.wait_for(7)) == 7
         await bot.delete_webhook()
         async with http.post(f"{server.url}/sandbox/api/updates/{sent['update_id']}/redeliver") as response:
             assert response.status == 409 and "no webhook" in (await response.json())["error"]

@@ -3,8 +3,9 @@ to it (with ``X-Telegram-Bot-Api-Secret-Token`` when a secret was given), up to
 ``max_connections`` at a time, and retried with a growing back-off until the webhook answers
 2xx; only then is the update gone. ``getUpdates`` answers 409 meanwhile (``botapi.py``).
 
-For tests, ``POST /sandbox/api/updates/{update_id}/redeliver`` sends an update the webhook
-already took once more, the way Telegram redelivers one it believes was not received.
+For tests, ``POST /sandbox/api/updates/{update_id}/redeliver?copies=N`` sends an update the
+webhook already took once more (N copies at once, on as many connections), the way Telegram
+redelivers one it believes was not received.
 """
 
 from __future__ import annotations
@@ -137,20 +138,24 @@ class WebhookPusher:
 
     # -- control API --------------------------------------------------------------------
     async def redeliver(self, request: web.Request) -> web.Response:
-        """``POST /sandbox/api/updates/{update_id}/redeliver``: the webhook gets it once more."""
+        """``POST /sandbox/api/updates/{update_id}/redeliver[?copies=N]``: the webhook gets it
+        again, N times (1-100) at once."""
         from supportbot.sandbox.control import ControlError
 
         raw = request.match_info["update_id"]
         if not raw.isascii() or not raw.isdigit():
             raise ControlError(f"update_id must be a positive integer, got {raw!r}")
+        copies_raw = request.query.get("copies", "1")
+        if not copies_raw.isascii() or not copies_raw.isdigit() or not 1 <= int(copies_raw) <= 100:
+            raise ControlError(f"copies must be a number from 1 to 100, got {copies_raw!r}")
         if not self.url:
             raise ControlError("no webhook is set: nothing is redelivered", status=409)
         update = self.delivered.get(int(raw))
         if update is None:
             raise ControlError(f"update {raw} was never delivered to the webhook", status=404)
-        self.state.updates.append(dict(update))
+        self.state.updates.extend(dict(update) for _ in range(int(copies_raw)))
         await self.state.notify()
-        return web.json_response({"update_id": int(raw), "queued": True})
+        return web.json_response({"update_id": int(raw), "queued": int(copies_raw)})
 
     def info(self) -> dict[str, Any]:
         """The getWebhookInfo fields this side knows."""
