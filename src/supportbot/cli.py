@@ -621,6 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-pending-updates", action="store_true", help="drop the updates waiting at Telegram")
     p.add_argument("--sandbox", action="store_true", help="register it with a running `supportbot sandbox`")
     p.set_defaults(func=cmd_set_webhook)
+    p = sub.add_parser("worker", help="a Celery worker for the task queue (needs CELERY_BROKER_URL)")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="tasks at once, one thread each (default CELERY_WORKER_CONCURRENCY)")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("health", help="exit 0 when healthy: GET --url (a /healthz), or check the database and broker")
     p.add_argument("--url", help="a /healthz to ask, e.g. http://127.0.0.1:8000/healthz")
     p.add_argument("--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (4)")
@@ -658,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # Long-running commands log what they do; one-shot ones print their result, and warnings.
-        level = logging.INFO if args.command in ("run", "bot", "web", "sandbox", "webhook") else logging.WARNING
+        long_running = ("run", "bot", "web", "sandbox", "webhook", "worker")
+        level = logging.INFO if args.command in long_running else logging.WARNING
         cfg = _settings()
         configure_logging(verbose=args.verbose, secrets=settings_secrets(cfg), level=level,
                           log_format=cfg.log_format, log_message_text=cfg.log_message_text)
