@@ -174,3 +174,26 @@ class PollingIntake:
             await self.intake.drain(5)
             session = await self.bot.session.create_session()
             await session.close()
+
+
+WEBHOOK_SECRET = "tasks-test_webhook-secret-0123456789"
+
+
+@contextlib.asynccontextmanager
+async def webhook_intake(sandbox_url: str, embedder) -> AsyncIterator:
+    """The product's webhook (``bot.webhook.WebhookServer`` over the bot's parts) registered with
+    the sandbox: it claims each update, answers 200 and hands it off (to the task queue)."""
+    from supportbot.assembly import build_pipeline
+    from supportbot.bot.runner import BotApp
+    from supportbot.bot.webhook import WebhookServer
+
+    app = BotApp(token=SANDBOX_BOT_TOKEN, api_url=sandbox_url, default_language="en", outbox_interval=0.2,
+                 pipeline=build_pipeline(embedder, llm=None))
+    server = WebhookServer(app, host="127.0.0.1", port=0, path="/telegram/webhook", secret=WEBHOOK_SECRET,
+                           drain_seconds=5)
+    await server.start()
+    await app.bot.set_webhook(server.url, secret_token=WEBHOOK_SECRET)
+    try:
+        yield server
+    finally:
+        await server.stop()
