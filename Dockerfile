@@ -68,6 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SUPPORTBOT_DATA_DIR=/data \
     SUPPORTBOT_MODEL_DIR=/opt/models \
+    DJANGO_SETTINGS_MODULE=supportbot.web.settings \
     LOG_FORMAT=json \
     WEB_HOST=0.0.0.0 \
     WEB_PORT=8000
