@@ -21,6 +21,7 @@ from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.intake import ClaimMiddleware, ClaimPruner, UpdateIntake
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.conversation import ConversationService
+from supportbot.ops.updates import UpdateTimer
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue
 from supportbot.support.voice import AudioRetentionJob, AudioStore
@@ -66,6 +67,7 @@ def build_dispatcher(conversation: ConversationService, delivery: Delivery, *, d
                     default_language=default_language)
     # Polling claims each update here; the webhook claims before it answers Telegram (intake.py).
     dp.update.outer_middleware(ClaimMiddleware())
+    dp.update.outer_middleware(UpdateTimer())  # stage "total" of the metrics, for claimed updates
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
     dp.callback_query.outer_middleware(context)
