@@ -246,30 +246,6 @@ def cmd_sandbox(args) -> int:
     return 0
 
 
-# -- operations (docs/production.md) ---------------------------------------------------------
-def cmd_health(args) -> int:
-    """The container health checks: exit 0 when healthy. ``--url``: GET a /healthz (web, bot);
-    without it, this process checks the database and the broker itself (worker)."""
-    if args.url:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(args.url, timeout=args.timeout) as response:
-                print(response.read().decode(errors="replace"))
-                return 0
-        except urllib.error.HTTPError as exc:
-            print(f"{args.url}: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
-        except (urllib.error.URLError, OSError) as exc:
-            print(f"{args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return 1
-    from supportbot.ops.health import check_health
-
-    ok, body = check_health(timeout=args.timeout)
-    print(json.dumps(body))
-    return 0 if ok else 1
-
-
 # -- webhook mode (docs/webhook.md) -------------------------------------------------------------
 async def _run_webhook(cfg, *, token: str, api_url: str, secret: str) -> None:
     """One webhook process: the bot's parts behind the webhook; SIGTERM drains, then exits."""
@@ -375,7 +351,10 @@ async def _set_webhook(args, *, token: str, api_url: str, secret: str) -> int:
                               drop_pending_updates=args.drop_pending_updates)
         print(f"Webhook set: {args.url}\n  updates: {', '.join(kinds)}")
         return 0
-    except (TelegramAPIError, TelegramNetworkError) as exc:
+    except TelegramNetworkError as exc:
+        print(f"Cannot reach the Bot API: {exc.message}", file=sys.stderr)
+        return 1
+    except TelegramAPIError as exc:
         print(f"Telegram refused: {exc.message}", file=sys.stderr)
         return 1
     finally:

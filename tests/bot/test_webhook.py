@@ -298,3 +298,41 @@ def test_webhook_mode_needs_a_well_formed_secret(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "TELEGRAM_WEBHOOK_SECRET" in bad.stderr and "A-Z, a-z, 0-9" in bad.stderr
     assert "has spaces" not in bad.stderr
+
+
+async def test_set_webhook_registers_a_generated_secret_and_the_handled_update_kinds(sandbox, monkeypatch, capsys):
+    from supportbot import cli
+    from supportbot.bot.runner import handled_update_types
+    from supportbot.config import get_settings
+
+    monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    monkeypatch.setenv("SANDBOX_PORT", str(sandbox.port))
+    get_settings.cache_clear()
+    url = "http://127.0.0.1:8443/telegram/webhook"
+    try:
+        # A thread: the command runs its own event loop, the sandbox runs on this one.
+        assert await asyncio.to_thread(cli.main, ["set-webhook", url, "--sandbox"]) == 0
+        out = capsys.readouterr().out
+        secret = re.search(r"^TELEGRAM_WEBHOOK_SECRET=([A-Za-z0-9_-]+)$", out, re.MULTILINE).group(1)
+        assert len(secret) >= 40
+        assert sandbox.state.webhook["url"] == url
+        assert sandbox.state.webhook["allowed_updates"] == handled_update_types()
+        assert {"message", "callback_query"} <= set(handled_update_types())
+
+        # A configured secret is used as it is, and not printed.
+        monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", SECRET)
+        get_settings.cache_clear()
+        assert await asyncio.to_thread(cli.main, ["set-webhook", url, "--sandbox"]) == 0
+        assert "TELEGRAM_WEBHOOK_SECRET" not in capsys.readouterr().out
+
+        assert await asyncio.to_thread(cli.main, ["set-webhook", "http://bot.example.com/hook", "--sandbox"]) == 1
+        assert "Telegram refused: Bad Request: bad webhook: An HTTPS URL must be provided" in capsys.readouterr().err
+        assert await asyncio.to_thread(cli.main, ["set-webhook", "bot.example.com", "--sandbox"]) == 2
+        assert "Give the webhook's public URL" in capsys.readouterr().err
+        assert sandbox.state.webhook["url"] == url  # unchanged by the refused ones
+
+        assert await asyncio.to_thread(cli.main, ["set-webhook", "--delete", "--sandbox"]) == 0
+        assert sandbox.state.webhook == {}
+    finally:
+        get_settings.cache_clear()
