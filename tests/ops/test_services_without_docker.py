@@ -2,8 +2,8 @@
 (with compose.postgres.yaml laid over it), started as local processes with the environment
 compose gives them, against this machine's PostgreSQL (a fresh database, dropped after), Redis
 and the sandbox Bot API in place of Telegram. The web and the bot report healthy, a customer's
-question gets the FAQ answer through the webhook and a Celery worker, and SIGTERM stops all
-three with status 0.
+question gets the FAQ answer through the webhook and a Celery worker, /metrics counts it (the web's two uvicorn
+workers summed), and SIGTERM stops all three with status 0.
 
 What differs from the containers, and only that: the host names ``db`` and ``redis`` become
 127.0.0.1 (and PostgreSQL's trusted local user, as the database user does not exist here), each
@@ -20,10 +20,12 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import psycopg
 import pytest
 import redis
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from supportbot.config import SANDBOX_BOT_TOKEN
 from supportbot.sandbox import start_server
@@ -141,6 +143,10 @@ async def test_web_bot_and_worker_run_as_compose_runs_them(tmp_path, database, b
             await client.send_text(CUSTOMER, QUESTION)
             answer = await client.wait_for_bot_message(CUSTOMER, timeout=60)
             assert answer["plain_text"].startswith("Orders placed before 2 pm ship the same day."), answer
+        web_metrics = await _metrics(f"http://127.0.0.1:{ports['web']}/metrics")
+        assert web_metrics[("supportbot_outbox_messages", (("status", "sent"),))] >= 1
+        bot_metrics = await _metrics(f"http://127.0.0.1:{ports['bot']}/metrics")
+        assert bot_metrics[("supportbot_updates_total", (("kind", "message"), ("outcome", "accepted")))] == 1
 
         for proc in running.values():
             proc.send_signal(signal.SIGTERM)
@@ -155,6 +161,14 @@ async def test_web_bot_and_worker_run_as_compose_runs_them(tmp_path, database, b
                 proc.kill()
                 await proc.wait()
         await sandbox.close()
+
+
+async def _metrics(url: str) -> dict[tuple[str, tuple], float]:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200
+        body = await response.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
 
 
 def _tails(logs) -> str:
