@@ -393,7 +393,7 @@ def cmd_worker(args) -> int:
         print("--concurrency must be between 1 and 64.", file=sys.stderr)
         return 2
     try:
-        return run_worker(_settings(), concurrency=args.concurrency)
+        return run_worker(_settings(), concurrency=args.concurrency, warm_up=not args.lazy_models)
     except BrokerUnreachable as exc:
         print(f"supportbot worker: {exc}", file=sys.stderr)
         return 2
@@ -603,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="a Celery worker for the task queue (needs CELERY_BROKER_URL)")
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="tasks at once, one thread each (default CELERY_WORKER_CONCURRENCY)")
+    p.add_argument("--lazy-models", action="store_true",
+                   help="load the speech model and the local LLM on first use, not at start")
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("health", help="exit 0 when healthy: GET --url (a /healthz), or check the database and broker")
     p.add_argument("--url", help="a /healthz to ask, e.g. http://127.0.0.1:8000/healthz")

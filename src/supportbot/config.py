@@ -260,7 +260,9 @@ class Settings(BaseSettings):
     # Task queue (supportbot.tasks, docs/task-queue.md): unset = updates, speech, LLM answers and
     # re-indexing run in the process that received them; set = on Celery workers (`supportbot worker`).
     celery_broker_url: SecretStr | None = None  # redis://host:6379/0 or amqp://user:password@host:5672//
-    celery_worker_concurrency: int = Field(default=4, ge=1, le=64)
+    #: Threads per worker process; a thread waits while its update's coroutine runs (an LLM answer:
+    #: up to the LLM timeouts), so more threads than cores keeps FAQ answers flowing meanwhile.
+    celery_worker_concurrency: int = Field(default=8, ge=1, le=64)
     #: Added to the slowest task's own bound (voice + LLM timeouts) for the visibility timeout: covers
     #: the sends (aiogram waits up to 60 s per request), the FAQ match and slack.
     celery_visibility_margin_seconds: int = Field(default=120, ge=1, le=3600)

@@ -106,7 +106,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "supportbot.cli", "worker"], env=env,
+        self.process = subprocess.Popen([sys.executable, "-m", "supportbot.cli", "worker", "--lazy-models"], env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:

@@ -41,8 +41,11 @@ class BrokerUnreachable(Exception):
 class WorkerParts:
     """The bot's parts on an event loop of their own (one per worker process)."""
 
-    def __init__(self, cfg: Settings) -> None:
+    def __init__(self, cfg: Settings, *, warm_up: bool = False) -> None:
+        """``warm_up``: load the speech model and the local LLM now (as the bot process does),
+        not on the first voice message or LLM question."""
         self.cfg = cfg
+        self.warm_up = warm_up
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="supportbot-tasks-loop", daemon=True)
         self._thread.start()
@@ -71,6 +74,13 @@ class WorkerParts:
             asyncio.create_task(IndexRefresher(app.pipeline.index, cfg.faq.refresh_seconds).run(), name="faq-refresh"),
             asyncio.create_task(app.delivery.run(), name="delivery"),
         ]
+        if self.warm_up:
+            from supportbot.bot.runner import _warm_up_local_llm
+
+            self._background.append(asyncio.create_task(app.speech.warm_up(), name="speech-warm-up"))
+            if app.pipeline.llm is not None and app.pipeline.llm.local is not None:
+                self._background.append(
+                    asyncio.create_task(_warm_up_local_llm(app.pipeline.llm.local), name="llm-warm-up"))
         log.info("worker ready: FAQ index of %d texts for %d entries", app.pipeline.index.size,
                  app.pipeline.index.entry_count)
         return app
@@ -138,7 +148,7 @@ def check_broker(celery, url: str) -> None:
                                 f"{type(exc).__name__}: {exc}") from None
 
 
-def run_worker(cfg: Settings, *, concurrency: int | None = None) -> int:
+def run_worker(cfg: Settings, *, concurrency: int | None = None, warm_up: bool = True) -> int:
     """``supportbot worker``: check the broker, start this process's parts, run Celery's worker
     (threads pool) until SIGTERM / SIGINT (Celery's warm shutdown: running tasks finish)."""
     global _current
@@ -151,7 +161,7 @@ def run_worker(cfg: Settings, *, concurrency: int | None = None) -> int:
                                 "redis://127.0.0.1:6379/0 (without one, the bot does the work itself)")
     celery = make_app(cfg.tasks)
     check_broker(celery, url)
-    parts = WorkerParts(cfg)
+    parts = WorkerParts(cfg, warm_up=warm_up)
     with _current_lock:
         _current = parts
     log.info("worker: tasks from %s, %d threads, visibility timeout %.0f s", safe_url(url),
