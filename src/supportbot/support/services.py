@@ -609,16 +609,28 @@ def prune_update_claims(*, now: datetime | None = None, keep: timedelta = UPDATE
 
 
 # -- the task queue (supportbot.tasks): a task delivered again after its worker died --------------
-def handled_before(*, customer_id: int, telegram_message_id: int, since: datetime) -> bool:
+#: Clocks of two hosts (the webhook that claimed an update, the worker that logs it) may differ.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def handled_before(*, customer_id: int, telegram_message_id: int, bot_id: int, update_id: int,
+                   since: datetime) -> bool:
     """Whether an earlier run of this customer message's task already recorded a reply.
 
     A worker that dies before acknowledging its task gets the task delivered again. When the
     first run recorded a reply, the outbox sends it (once: delivery claims the row) and the
     message must not be answered again: True. When it logged the message but died before any
     reply (in the middle of transcribing or of an LLM answer), that log row is removed so the
-    new run logs the message once and answers it: False. ``since``: how far back the first run
-    may be (the sandbox numbers messages from 1 again after a restart).
+    new run logs the message once and answers it: False.
+
+    Only what was logged after this update was claimed counts (less a minute for clocks that
+    differ between hosts): the sandbox numbers a chat's messages from 1 again after a restart,
+    so an old message may share the id. Where the claim is gone (pruned after 24 h), ``since``.
     """
+    claimed_at = (UpdateClaim.objects.filter(bot_id=bot_id, update_id=update_id)
+                  .values_list("claimed_at", flat=True).first())
+    if claimed_at is not None:
+        since = claimed_at - CLOCK_SKEW
     incoming = Message.objects.filter(ticket__user_id=customer_id, direction=Message.Direction.IN,
                                       telegram_message_id=telegram_message_id, created_at__gte=since)
     if Message.objects.filter(in_reply_to__in=incoming).exists():

@@ -51,10 +51,9 @@ class Job:
 
 
 def redelivery_window() -> timedelta:
-    """How far back a repeated run looks for its first run's work: the broker hands a task on
-    after its visibility timeout; twice that, and at least an hour, covers a queue that was
-    slow to reach it again. Bounded because the sandbox numbers messages from 1 again after a
-    restart (Telegram never reuses a chat's message id)."""
+    """How far back a repeated run looks for its first run's work when the update's claim is
+    gone (``services.handled_before``): the broker hands a task on after its visibility
+    timeout; twice that, and at least an hour, covers a queue that was slow to reach it again."""
     from supportbot.assembly import process
 
     return timedelta(seconds=max(3600.0, 2 * process().cfg.tasks.visibility_timeout))
@@ -79,6 +78,7 @@ async def handle_update(parts: UpdateParts, update: Update | dict, *, repeatable
     message = update.message
     if repeatable and message is not None and message.from_user is not None and await in_worker_thread(
             services.handled_before)(customer_id=message.from_user.id, telegram_message_id=message.message_id,
+                                     bot_id=parts.bot.id, update_id=update.update_id,
                                      since=timezone.now() - redelivery_window()):
         log.info("update %s: already answered by an earlier run of its task; not again", update.update_id)
         return
