@@ -128,10 +128,17 @@ _current_lock = threading.Lock()
 def current() -> WorkerParts:
     """This process's parts, started on first use (a worker started by ``celery -A``)."""
     global _current
-    from supportbot.assembly import process
-
     with _current_lock:
         if _current is None:
+            from django.apps import apps
+
+            if not apps.ready:  # `celery -A supportbot.tasks.app worker`: nobody set Django up
+                import django
+
+                os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.web.settings")
+                django.setup()
+            from supportbot.assembly import process
+
             _current = WorkerParts(process().cfg)
         return _current
 
