@@ -34,6 +34,8 @@ TESTS = [
     "tests/support/test_customer_profile.py",
     "tests/bot/test_update_claims.py",
     "tests/bot/test_webhook.py",
+    "tests/tasks/test_redelivered_update.py",
+    "tests/tasks/test_worker_end_to_end.py",
 ]
 DEFAULT_URLS = [
     os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
