@@ -2,7 +2,7 @@
 the sandbox Bot API, the updates handed off by the product's hand-off (``UpdateIntake``); an FAQ
 change saved in this process is served by the worker within 2 s; a worker killed with SIGKILL in
 the middle of an LLM answer has its task redelivered to a new worker, and the customer gets
-exactly one answer."""
+exactly one answer; SIGTERM lets the task in progress finish first."""
 
 from __future__ import annotations
 
@@ -187,4 +187,36 @@ async def test_a_worker_killed_mid_answer_has_its_task_redelivered_and_answered_
         first.stop()
         if second is not None:
             second.stop()
+        await api.close()
+
+
+async def test_sigterm_lets_the_task_in_progress_finish_and_hands_nothing_back(
+        redis_broker, sandbox, customer_api, tmp_path):
+    import redis
+
+    api = await FakeOpenAI(answer="Up to 30 kg each.", token_delay=1.0).start()
+    llm = {"API_LLM_ENABLED": "true", "OPENAI_BASE_URL": api.url, "OPENAI_API_KEY": "sk-test",
+           "API_LLM_TIMEOUT": "8", "API_LLM_RETRIES": "0", "VOICE_MAX_SECONDS": "1",
+           "CELERY_VISIBILITY_MARGIN_SECONDS": "3"}
+    worker = WorkerProcess(worker_env(sandbox_port=sandbox.port, broker=redis_broker, data_dir=tmp_path / "w", **llm),
+                           tmp_path / "worker.log")
+    try:
+        await worker.ready()
+        async with PollingIntake(sandbox.url).running():
+            await customer_api.send_text(CUSTOMER, "What is the weight limit for parcel lockers?", language_code="en")
+            await wait_until(lambda: len(api.requests) == 1, timeout=20)
+            worker.process.terminate()  # SIGTERM while the LLM answer is being written
+            code = await asyncio.to_thread(worker.process.wait, 30)
+            assert code == 0, worker.log()[-2000:]
+            # It finished the update before it exited: the reply is recorded and delivered.
+            answers = [m async for m in Message.objects.filter(direction="out", ticket__user_id=CUSTOMER)]
+            assert len(answers) == 1 and answers[0].delivery_status == "sent"
+            assert len(await _bot_texts(customer_api, CUSTOMER)) == 1
+        client = redis.Redis.from_url(REDIS_URL)
+        try:  # acknowledged: nothing waits on the queue or among the unacknowledged
+            assert client.llen(QUEUE) == 0 and client.hlen("unacked") == 0
+        finally:
+            client.close()
+    finally:
+        worker.stop()
         await api.close()
