@@ -112,7 +112,7 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def ready(self, timeout: float = 40.0) -> None:
+    async def ready(self, timeout: float = 120.0) -> None:
         """Wait until its parts are up (the FAQ index loaded); tasks published earlier wait on the broker."""
         deadline = time.monotonic() + timeout
         while "worker ready" not in self.log():
