@@ -113,7 +113,7 @@ async def _serve_sandbox(cfg, port: int | None = None):
     from supportbot.sandbox.server import start_server
 
     server = await start_server(cfg.sandbox_host, cfg.sandbox_port if port is None else port,
-                                token=SANDBOX_BOT_TOKEN)
+                                token=SANDBOX_BOT_TOKEN, enforce_limits=cfg.sandbox_enforce_limits)
     return server
 
 
@@ -242,7 +242,8 @@ def cmd_sandbox(args) -> int:
     from supportbot.sandbox.server import run_forever
 
     cfg = _settings()
-    run_forever(cfg.sandbox_host, cfg.sandbox_port, token=SANDBOX_BOT_TOKEN)
+    run_forever(cfg.sandbox_host, cfg.sandbox_port, token=SANDBOX_BOT_TOKEN,
+                enforce_limits=cfg.sandbox_enforce_limits or args.limits)
     return 0
 
 
@@ -588,7 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", action="store_true", help="talk to a running `supportbot sandbox`")
     p.set_defaults(func=cmd_bot)
     sub.add_parser("web", help="the admin web only").set_defaults(func=cmd_web)
-    sub.add_parser("sandbox", help="the local Bot API sandbox server only").set_defaults(func=cmd_sandbox)
+    p = sub.add_parser("sandbox", help="the local Bot API sandbox server only")
+    p.add_argument("--limits", action="store_true",
+                   help="answer 429 over Telegram's send limits, as Telegram does (SANDBOX_ENFORCE_LIMITS=1)")
+    p.set_defaults(func=cmd_sandbox)
     sub.add_parser("migrate", help="create or upgrade the database").set_defaults(func=cmd_migrate)
     p = sub.add_parser("webhook", help="the bot in webhook mode: an HTTP server Telegram POSTs updates to")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="N processes on one port (default 1)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -126,6 +126,19 @@ class TaskSettings:
     #: Seconds a task may run before the broker hands it to another worker (Redis); longer than
     #: the slowest task: see ``Settings.tasks``.
     visibility_timeout: float
+
+
+@dataclass(frozen=True)
+class SendLimitSettings:
+    """Telegram's send limits as the delivery path keeps them (``supportbot.bot.limits``)."""
+
+    bot_per_second: float = 30.0
+    chat_per_second: float = 1.0  # a private chat (positive id)
+    group_per_minute: float = 20.0  # a group, supergroup or channel (negative id)
+    #: Budgets shared by every process of the bot through this Redis; None: this process's own.
+    redis_url: str | None = field(default=None, repr=False)
+    #: Seconds a send may wait for its slot; a later slot sends the message back to the outbox.
+    max_wait: float = 10.0
 
 
 class Settings(BaseSettings):
@@ -290,6 +303,38 @@ class Settings(BaseSettings):
             slowest += self.api_llm_timeout * (self.api_llm_retries + 1)
         url = self.celery_broker_url.get_secret_value() if self.celery_broker_url else None
         return TaskSettings(url, self.celery_worker_concurrency, slowest + self.celery_visibility_margin_seconds)
+
+    # Telegram's send limits (supportbot.bot.limits, docs/send-limits.md): over them messages wait.
+    # Shared by the bot's processes through Redis: SEND_LIMITS_REDIS_URL, by default CELERY_BROKER_URL
+    # when that is redis://; "local" (or no Redis at all) keeps them per process.
+    telegram_bot_per_second: float = Field(default=30.0, gt=0, le=10_000)
+    telegram_chat_per_second: float = Field(default=1.0, gt=0, le=1_000)
+    telegram_group_per_minute: float = Field(default=20.0, gt=0, le=60_000)
+    send_limits_redis_url: SecretStr | None = None
+    send_limits_max_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+    #: The sandbox Bot API answers 429 over Telegram's limits (`supportbot sandbox --limits`).
+    sandbox_enforce_limits: bool = False
+
+    @field_validator("send_limits_redis_url", mode="before")
+    @classmethod
+    def _limits_redis_url(cls, value):
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or not str(text).strip():
+            return None
+        text = str(text).strip()
+        if text != "local" and text.split("://", 1)[0] not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be redis://host:6379/0 (rediss://, unix://) or 'local'")
+        return text
+
+    @cached_property
+    def limits(self) -> SendLimitSettings:
+        url = self.send_limits_redis_url.get_secret_value() if self.send_limits_redis_url else None
+        if url is None and self.celery_broker_url is not None:
+            broker = self.celery_broker_url.get_secret_value()
+            url = broker if broker.startswith(("redis://", "rediss://")) else None
+        return SendLimitSettings(self.telegram_bot_per_second, self.telegram_chat_per_second,
+                                 self.telegram_group_per_minute, None if url == "local" else url,
+                                 self.send_limits_max_wait_seconds)
 
     @field_validator("telegram_api_url")
     @classmethod

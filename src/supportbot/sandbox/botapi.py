@@ -114,6 +114,10 @@ class BotApi:
             fault = self.state.faults.strike(name, chat_id)
             if fault is not None:
                 return await self._inject(fault, request, method, params)
+            # Over Telegram's send limits (when enforced): refused like Telegram, nothing delivered.
+            retry_after = self.state.limits.check(name, chat_id)
+            if retry_after is not None:
+                return _bot_error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
             result = await method(params)
         except BotApiError as exc:
             return _bot_error(exc.code, exc.description)

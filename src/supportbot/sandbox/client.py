@@ -252,6 +252,21 @@ class SandboxClient:
     async def clear_request_counts(self) -> None:
         await self._request("DELETE", "requests")
 
+    async def set_limits(self, **fields: Any) -> dict[str, Any]:
+        """Telegram's send limits (``enabled``, ``bot_per_second``, ``chat_per_second``,
+        ``group_per_minute``; see ``limits.py``); returns the settings and counts."""
+        result: dict[str, Any] = await self._request("PUT", "limits", json=fields)
+        return result
+
+    async def limits(self) -> dict[str, Any]:
+        """The limits and what they let through (``accepted``, ``refused``, ``refused_by_chat``)."""
+        result: dict[str, Any] = await self._request("GET", "limits")
+        return result
+
+    async def clear_limits(self) -> None:
+        """Limits off, counts forgotten."""
+        await self._request("DELETE", "limits")
+
     # -- observing the bot ------------------------------------------------------------
     async def callback_answer(self, callback_id: str) -> dict[str, Any]:
         """``{"answered": bool, "text": ..., "show_alert": bool, ...}``."""

@@ -39,6 +39,7 @@ from supportbot.sandbox.formatting import (
     parse_markdown,
     parse_markdown_v2,
 )
+from supportbot.sandbox.limits import LimitsApi
 from supportbot.sandbox.state import BOT_FIRST_NAME, BOT_USERNAME, SandboxState
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ def create_app(state: SandboxState | None = None, *, token: str) -> web.Applicat
         await bot_api.webhook.close()
 
     app.on_shutdown.append(stop_webhook)
+    limits = LimitsApi(state.limits)  # Telegram's send limits (limits.py)
+    app.router.add_get("/sandbox/api/limits", limits.get)
+    app.router.add_put("/sandbox/api/limits", limits.put)
+    app.router.add_delete("/sandbox/api/limits", limits.delete)
 
     async def accept_pollers(_: web.Application) -> None:
         state.reopen()
@@ -166,9 +171,14 @@ async def start_server(
     *,
     token: str,
     state: SandboxState | None = None,
+    enforce_limits: bool = False,
 ) -> SandboxServer:
-    """Start serving on ``host:port`` (0 = an ephemeral port) and return the handle."""
+    """Start serving on ``host:port`` (0 = an ephemeral port) and return the handle.
+
+    ``enforce_limits``: answer 429 over Telegram's send limits (``limits.py``)."""
     state = state if state is not None else SandboxState()
+    if enforce_limits:
+        state.limits.enabled = True
     app = create_app(state, token=token)
     runner = web.AppRunner(
         app,
@@ -188,8 +198,8 @@ async def start_server(
     return SandboxServer(url=url, port=real_port, state=state, runner=runner)
 
 
-async def _serve_until_stopped(host: str, port: int, token: str) -> None:
-    server = await start_server(host, port, token=token)
+async def _serve_until_stopped(host: str, port: int, token: str, enforce_limits: bool = False) -> None:
+    server = await start_server(host, port, token=token, enforce_limits=enforce_limits)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -207,8 +217,8 @@ async def _serve_until_stopped(host: str, port: int, token: str) -> None:
         logger.info("Telegram Bot API sandbox stopped")
 
 
-def run_forever(host: str = "127.0.0.1", port: int = 8081, token: str = "") -> None:
+def run_forever(host: str = "127.0.0.1", port: int = 8081, token: str = "", *, enforce_limits: bool = False) -> None:
     """Serve until Ctrl-C / SIGTERM (the ``supportbot sandbox`` command)."""
     _bot_id(token)  # fail fast, before binding, on a malformed token
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_stopped(host, port, token))
+        asyncio.run(_serve_until_stopped(host, port, token, enforce_limits))

@@ -22,6 +22,7 @@ from typing import Any
 from supportbot.sandbox.errors import BotApiError
 from supportbot.sandbox.faults import FaultRegistry
 from supportbot.sandbox.formatting import ParsedText
+from supportbot.sandbox.limits import SendLimits
 
 __all__ = [
     "BOT_FIRST_NAME",
@@ -216,6 +217,7 @@ class SandboxState:
         self.allowed_updates: frozenset[str] | None = None
         self.faults = FaultRegistry()
         self.requests = RequestCounts()
+        self.limits = SendLimits()  # Telegram's send limits, off unless switched on (limits.py)
         # Update ids never repeat across sandbox restarts (Telegram's are unique per bot): the
         # bot claims each id once (UpdateClaim), so a restarted sandbox starting at 1 again would
         # have its updates dropped as duplicates for a day.
