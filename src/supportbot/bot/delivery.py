@@ -26,7 +26,14 @@ Nothing stays "sending": a result is always recorded, and a crash is recovered b
 lease. The handler that recorded messages sends them at once (:meth:`Delivery.deliver`:
 the conversation service wrote them already claimed by this worker, one write each);
 everything else (retries, operators' replies, messages of a worker that died) goes out
-through the loop (:meth:`Delivery.run`). Telegram's send limits belong here too.
+through the loop (:meth:`Delivery.run`).
+
+Telegram's send limits (``bot.limits``): every send takes a slot from the limiter first, so
+messages over a limit wait for their chat's turn instead of collecting 429s; a 429 pauses the
+chat (the limiter honours ``retry_after`` for every message to it), and a slot further away
+than the limiter's ``max_wait`` puts the message back to pending until then (not a failed
+attempt). The loop sends the messages it claimed side by side, so a chat waiting for its slot
+holds up no other chat.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from aiogram.types import InlineKeyboardMarkup
 from django.utils import timezone
 
 from supportbot.background import in_worker_thread
+from supportbot.bot.limits import SendDeferred, SendLimiter
 from supportbot.bot.render import escape, feedback_keyboard, split_text
 from supportbot.bot.streaming import TelegramDraft, labelled
 from supportbot.i18n import gettext_for, pick_language
@@ -78,13 +86,16 @@ class Recipient:
 
 class Delivery:
     def __init__(self, bot: Bot, *, default_language: str = "en", interval: float = 0.5, batch: int = 20,
-                 backoff: Sequence[float] = DEFAULT_BACKOFF) -> None:
+                 backoff: Sequence[float] = DEFAULT_BACKOFF, limiter: SendLimiter | None = None) -> None:
+        """``limiter``: Telegram's send limits (default: Telegram's own, kept in this process)."""
         self.bot = bot
+        self.limiter = limiter or SendLimiter()
         self.default_language = default_language
         self.interval = interval
         self.batch = batch
         self.backoff = tuple(backoff) or DEFAULT_BACKOFF
         self._wake = asyncio.Event()
+        self._claimed_last = 0
 
     # -- the two ways in --------------------------------------------------------------------
     async def deliver(self, outcome: Outcome, *, draft: TelegramDraft | None = None) -> bool:
@@ -119,28 +130,34 @@ class Delivery:
         return True
 
     async def deliver_pending(self) -> int:
-        """One pass of the loop: claim and send what is due. Returns how many were sent."""
-        delivered = 0
-        for n in range(self.batch):
-            claimed = await in_worker_thread(services.claim_outbox)(limit=1, recover=n == 0)
-            if not claimed:
-                break
-            message = claimed[0]
-            to = Recipient(message.ticket.user_id,
-                           pick_language(message.ticket.user.language_code, self.default_language),
-                           message.in_reply_to.telegram_message_id if message.quote_reply and message.in_reply_to
-                           else None)
-            if await self._send(message, to):
-                delivered += 1
-        return delivered
+        """One pass of the loop: claim what is due (at most one message per ticket, ``batch`` in
+        all) and send them side by side, each waiting only for its own chat's slot. Returns how
+        many were sent."""
+        claimed = await in_worker_thread(services.claim_outbox)(limit=self.batch)
+        self._claimed_last = len(claimed)
+        results = await asyncio.gather(*(self._send_claimed(message) for message in claimed), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("delivering a claimed message failed", exc_info=result)
+        return sum(1 for result in results if result is True)
+
+    async def _send_claimed(self, message: Message) -> bool:
+        to = Recipient(message.ticket.user_id,
+                       pick_language(message.ticket.user.language_code, self.default_language),
+                       message.in_reply_to.telegram_message_id if message.quote_reply and message.in_reply_to
+                       else None)
+        return await self._send(message, to)
 
     async def run(self) -> None:
         while True:
+            self._claimed_last = 0
             try:
                 await self.deliver_pending()
             except Exception:
                 log.exception("delivery round failed; retrying")
             self._wake.clear()
+            if self._claimed_last >= self.batch:
+                continue  # a full batch: more may be due now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
@@ -151,6 +168,11 @@ class Delivery:
         chat_id = to.chat_id
         try:
             tg_id = await self._send_parts(message, to, draft)
+        except SendDeferred as exc:
+            # The chat's (or the bot's) next slot is too far away to hold the claim meanwhile.
+            log.debug("message %s to %s waits %.1f s for its send slot", message.pk, chat_id, exc.retry_after)
+            await self._failed(message, claim, str(exc), retry_in=exc.retry_after, counts=False)
+            return False
         except TelegramRetryAfter as exc:
             wait = float(exc.retry_after)
             log.info("Telegram asked to wait %s s before message %s to %s", wait, message.pk, chat_id)
@@ -218,6 +240,7 @@ class Delivery:
 
     async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None,
                         reply_to: int | None) -> int:
-        sent = await self.bot.send_message(chat_id, escape(text), reply_markup=markup,
-                                           reply_to_message_id=reply_to, allow_sending_without_reply=True)
+        async with self.limiter.slot(chat_id):
+            sent = await self.bot.send_message(chat_id, escape(text), reply_markup=markup,
+                                               reply_to_message_id=reply_to, allow_sending_without_reply=True)
         return sent.message_id

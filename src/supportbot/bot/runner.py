@@ -19,6 +19,7 @@ from supportbot.background import in_worker_thread
 from supportbot.bot.delivery import Delivery
 from supportbot.bot.handlers import errors, get_routers
 from supportbot.bot.intake import ClaimMiddleware, ClaimPruner, UpdateIntake
+from supportbot.bot.limits import SendLimiter, bot_id_of, build_limiter
 from supportbot.bot.middlewares import CustomerContextMiddleware
 from supportbot.conversation import ConversationService
 from supportbot.ops.updates import UpdateTimer
@@ -92,9 +93,11 @@ class BotApp:
                  polling_timeout: int = 10, outbox_interval: float = 0.5,
                  speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
                  warm_up_speech: bool = False, warm_up_llm: bool = False,
-                 delivery_backoff: tuple[float, ...] | None = None, parts: Process | None = None) -> None:
+                 delivery_backoff: tuple[float, ...] | None = None, parts: Process | None = None,
+                 limiter: SendLimiter | None = None) -> None:
         """``parts``: the process's models and settings (default: ``assembly.process()``);
-        the other arguments replace single parts (tests)."""
+        the other arguments replace single parts (tests). ``limiter``: Telegram's send limits
+        (default: ``TELEGRAM_*_PER_*`` settings, shared through Redis when configured)."""
         parts = parts or process()
         self.pipeline = pipeline or parts.pipeline()
         self.bot = build_bot(token, api_url)
@@ -104,8 +107,9 @@ class BotApp:
         self.warm_up_speech = warm_up_speech
         self.warm_up_llm = warm_up_llm
         self.conversation = ConversationService(self.pipeline)
+        self.limiter = limiter or build_limiter(parts.cfg.limits, bot_id=bot_id_of(token))
         self.delivery = Delivery(self.bot, default_language=default_language, interval=outbox_interval,
-                                 backoff=delivery_backoff or parts.cfg.outbox.retry_seconds)
+                                 backoff=delivery_backoff or parts.cfg.outbox.retry_seconds, limiter=self.limiter)
         self.dp = build_dispatcher(self.conversation, self.delivery, default_language=default_language,
                                    speech=self.speech, audio_store=self.audio_store)
         self.intake = UpdateIntake(self.dp, self.bot)
@@ -159,6 +163,7 @@ class BotApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.bot.session.close()
+        await self.limiter.close()
 
     async def run_forever(self) -> None:
         await self.start()

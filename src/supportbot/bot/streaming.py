@@ -7,6 +7,10 @@ edits behind itself. A 429 from Telegram waits out its ``retry_after``. The
 finished answer is recorded and sent by the delivery path, which puts it in place
 of the draft with the buttons added (:meth:`TelegramDraft.replace`); an answer the
 chain rejected after showing part of it is deleted.
+
+Each send and edit takes a slot from the delivery path's limiter (``bot.limits``) first:
+edits count towards Telegram's one message a second per chat. A draft waiting for its
+slot is simply stopped when the answer is finished (nothing was sent, nothing is lost).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup
 
+from supportbot.bot.limits import SendDeferred, SendLimiter
 from supportbot.bot.render import TELEGRAM_LIMIT, escape
 
 log = logging.getLogger(__name__)
@@ -37,8 +42,10 @@ class TelegramDraft:
     """:class:`~supportbot.llm.chain.AnswerStream` for one chat (one draft message at a time)."""
 
     def __init__(self, bot: Bot, chat_id: int, *, label: str, interval: float = 1.0,
-                 reply_to: int | None = None) -> None:
+                 reply_to: int | None = None, limiter: SendLimiter | None = None) -> None:
+        """``limiter``: the delivery path's (Telegram's send limits); None: no limits (tests)."""
         self.bot = bot
+        self.limiter = limiter
         self.chat_id = chat_id
         self.label = label
         self.interval = interval
@@ -55,6 +62,7 @@ class TelegramDraft:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._in_flight = False  # a request to Telegram is on its way: let it finish
 
     # -- AnswerStream -----------------------------------------------------------------------
     async def show(self, text: str) -> None:
@@ -84,8 +92,9 @@ class TelegramDraft:
         await self._halt()
         assert self.message_id is not None
         try:
-            await self.bot.edit_message_text(text=escape(text), chat_id=self.chat_id,
-                                             message_id=self.message_id, reply_markup=reply_markup)
+            async with self._slot():
+                await self.bot.edit_message_text(text=escape(text), chat_id=self.chat_id,
+                                                 message_id=self.message_id, reply_markup=reply_markup)
             self.edits += 1
             self.finished = True
             return self.message_id
@@ -97,8 +106,9 @@ class TelegramDraft:
         with contextlib.suppress(TelegramAPIError):  # a stale draft must not stay behind
             await self.bot.delete_message(self.chat_id, self.message_id)
         self.message_id = None
-        sent = await self.bot.send_message(self.chat_id, escape(text), reply_markup=reply_markup,
-                                           reply_to_message_id=self.reply_to)
+        async with self._slot():
+            sent = await self.bot.send_message(self.chat_id, escape(text), reply_markup=reply_markup,
+                                               reply_to_message_id=self.reply_to)
         self.finished = True
         return sent.message_id
 
@@ -107,6 +117,8 @@ class TelegramDraft:
         if task is not None:
             self._stop.set()
             self._wake.set()
+            if not self._in_flight:  # waiting (for new text, the throttle or a send slot): stop now
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -122,22 +134,33 @@ class TelegramDraft:
             if self._stop.is_set():
                 return
             if self._latest != self._shown:
-                await self._push(self._latest)
+                await self._push()
 
-    async def _push(self, text: str) -> None:
-        body = labelled(self.label, text)
-        if len(body) + len(_CURSOR) > TELEGRAM_LIMIT:  # the draft shows the start; finish() splits
-            body = body[: TELEGRAM_LIMIT - len(_CURSOR) - 1] + "…"
-        body += _CURSOR
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.limiter.slot(self.chat_id) if self.limiter is not None else contextlib.nullcontext()
+
+    async def _push(self) -> None:
+        text = self._latest
         try:
-            if self.message_id is None:
-                sent = await self.bot.send_message(self.chat_id, escape(body), reply_to_message_id=self.reply_to)
-                self.message_id = sent.message_id
-                self.first_visible_at = time.monotonic()
-            else:
-                await self._edit(body)
-        except TelegramRetryAfter as exc:
-            log.info("Telegram asked to slow down (%s s) while streaming to %s", exc.retry_after, self.chat_id)
+            async with self._slot():
+                text = self._latest  # the newest text when the slot came
+                body = labelled(self.label, text)
+                if len(body) + len(_CURSOR) > TELEGRAM_LIMIT:  # the draft shows the start; finish() splits
+                    body = body[: TELEGRAM_LIMIT - len(_CURSOR) - 1] + "…"
+                body += _CURSOR
+                self._in_flight = True
+                try:
+                    if self.message_id is None:
+                        sent = await self.bot.send_message(self.chat_id, escape(body),
+                                                           reply_to_message_id=self.reply_to)
+                        self.message_id = sent.message_id
+                        self.first_visible_at = time.monotonic()
+                    else:
+                        await self._edit(body)
+                finally:
+                    self._in_flight = False
+        except (TelegramRetryAfter, SendDeferred) as exc:
+            log.info("Telegram's limits: waiting %s s while streaming to %s", exc.retry_after, self.chat_id)
             self._last_push = time.monotonic() + min(float(exc.retry_after), _MAX_RETRY_WAIT) - self.interval
             self._wake.set()  # try again with whatever is newest then
             return

@@ -236,13 +236,11 @@ def record_outgoing(
         status = Message.Delivery.SENT
     elif not deliver:
         status = Message.Delivery.NOT_APPLICABLE
-    elif claim is not None and not (
-        _undelivered(ticket_id).exclude(delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claim).exists()
-    ):
+    elif claim is not None:
         status, claimed_at = Message.Delivery.SENDING, claim
     else:
         status = Message.Delivery.PENDING
-    return Message.objects.create(
+    message = Message.objects.create(
         ticket_id=ticket_id, direction=Message.Direction.OUT, kind=Message.Kind.TEXT,
         text=text[:MAX_TEXT], source=source, in_reply_to_id=in_reply_to_id,
         faq_entry_id=faq_entry_id, score=score, processing_ms=processing_ms,
@@ -250,6 +248,16 @@ def record_outgoing(
         delivery_claimed_at=claimed_at, quote_reply=quote_reply,
         **(llm or {}),
     )
+    # Checked after the insert, not before: two events of one customer recorded at the same
+    # time would both find nothing waiting and both send at once, in either order. The row
+    # with the higher id yields to any earlier one not of this event: pending, after it.
+    if claimed_at is not None and _undelivered(ticket_id).filter(id__lt=message.pk).exclude(
+            delivery_status=Message.Delivery.SENDING, delivery_claimed_at=claim).exists():
+        Message.objects.filter(pk=message.pk, delivery_status=Message.Delivery.SENDING,
+                               delivery_claimed_at=claim).update(delivery_status=Message.Delivery.PENDING,
+                                                                 delivery_claimed_at=None)
+        message.delivery_status, message.delivery_claimed_at = Message.Delivery.PENDING, None
+    return message
 
 
 def mark_sent(*, message_id: int, telegram_message_id: int | None, claimed_at=None) -> bool:

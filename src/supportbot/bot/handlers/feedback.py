@@ -21,9 +21,10 @@ async def on_feedback(query: CallbackQuery, callback_data: FeedbackCallback, bot
         return
     await query.answer(_("Thank you for your feedback!"))
     if query.message is not None:
-        # Remove the buttons so the vote cannot be repeated.
-        await bot.edit_message_reply_markup(chat_id=query.message.chat.id,
-                                            message_id=query.message.message_id, reply_markup=None)
+        # Remove the buttons so the vote cannot be repeated (an edit: under the send limits).
+        async with delivery.limiter.slot(query.message.chat.id):
+            await bot.edit_message_reply_markup(chat_id=query.message.chat.id,
+                                                message_id=query.message.message_id, reply_markup=None)
     if outcome is not None:
         await delivery.deliver(outcome)
 

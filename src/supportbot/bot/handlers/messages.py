@@ -9,18 +9,21 @@ from supportbot.conversation import ConversationService
 from supportbot.support.models import Message
 
 
-def draft_for(bot: Bot, conversation: ConversationService, chat_id: int, _) -> TelegramDraft | None:
-    """Where an LLM answer streams while it is written (one message, marked as automatic)."""
+def draft_for(bot: Bot, conversation: ConversationService, chat_id: int, _,
+              delivery: Delivery | None = None) -> TelegramDraft | None:
+    """Where an LLM answer streams while it is written (one message, marked as automatic; its
+    edits under the delivery path's send limits)."""
     llm = conversation.pipeline.llm
     if llm is None:
         return None
-    return TelegramDraft(bot, chat_id, label="🤖 " + _("AI answer"), interval=llm.stream_edit_seconds)
+    return TelegramDraft(bot, chat_id, label="🤖 " + _("AI answer"), interval=llm.stream_edit_seconds,
+                         limiter=delivery.limiter if delivery is not None else None)
 
 
 async def answer_and_deliver(bot: Bot, conversation: ConversationService, delivery: Delivery, chat_id: int,
                              ask, _) -> None:
     """Run ``ask(stream)`` (a conversation call) with a draft for LLM answers, then deliver."""
-    draft = draft_for(bot, conversation, chat_id, _)
+    draft = draft_for(bot, conversation, chat_id, _, delivery)
     outcome = await ask(draft)
     if draft is not None and (outcome.answer is None or outcome.answer.source not in Message.LLM_SOURCES):
         await draft.discard()  # nothing half-shown stays behind a hand-over
