@@ -157,7 +157,7 @@ async def test_a_worker_killed_mid_answer_has_its_task_redelivered_and_answered_
         await first.ready()
         async with PollingIntake(sandbox.url).running():
             await customer_api.send_text(CUSTOMER, "What is the weight limit for parcel lockers?", language_code="en")
-            await wait_until(lambda: len(api.requests) == 1, timeout=20)
+            await wait_until(lambda: len(api.requests) == 1, timeout=60)
             first.kill()
             killed = time.monotonic()
             assert await _bot_texts(customer_api, CUSTOMER) == []
@@ -204,9 +204,9 @@ async def test_sigterm_lets_the_task_in_progress_finish_and_hands_nothing_back(
         await worker.ready()
         async with PollingIntake(sandbox.url).running():
             await customer_api.send_text(CUSTOMER, "What is the weight limit for parcel lockers?", language_code="en")
-            await wait_until(lambda: len(api.requests) == 1, timeout=20)
+            await wait_until(lambda: len(api.requests) == 1, timeout=60)
             worker.process.terminate()  # SIGTERM while the LLM answer is being written
-            code = await asyncio.to_thread(worker.process.wait, 30)
+            code = await asyncio.to_thread(worker.process.wait, 60)
             assert code == 0, worker.log()[-2000:]
             # It finished the update before it exited: the reply is recorded and delivered.
             answers = [m async for m in Message.objects.filter(direction="out", ticket__user_id=CUSTOMER)]
