@@ -138,7 +138,7 @@ def main() -> int:
     print(f"\n{args.bench.name} [{args.split}] {len(results)} questions; EMBEDDING_BACKEND={cfg.embedding_backend}; "
           f"{mode}")
     print(table(headers, rows))
-    name = f"whole_chain_{args.bench.stem}_{args.split}" + ("_no_llm" if args.no_llm else "")
+    name = f"whole_chain_{args.bench.stem}_{args.split}" + ("_no_llm" if args.no_llm else f"_{cfg.llm.answer_mode}")
     path = save(name, {
         "bench": str(args.bench.relative_to(ROOT)) if args.bench.is_relative_to(ROOT) else str(args.bench),
         "split": args.split, "every": args.every, "mode": mode, "embedding_backend": cfg.embedding_backend,

@@ -48,6 +48,8 @@ class FaqSettings:
     match_threshold: float | None
     refresh_seconds: float
     classifier_max_entries: int
+    #: EmbeddingGemma's number format: auto (bf16 where the CPU has it, else fp32), bf16, fp32, int8
+    embedding_precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,9 @@ class Settings(BaseSettings):
     #: The FAQ classifier is retrained on every change; above this many entries the cosine rule decides.
     faq_classifier_max_entries: int = Field(default=250, ge=0, le=100_000)
     embedding_threads: int = Field(default=2, ge=1, le=64)
+    #: EmbeddingGemma's number format (knowledge/embedders.py): "auto" = bf16 on CPUs with native
+    #: bf16 (AVX512-BF16 / AMX), else fp32; "int8" is smaller but its vectors depend on the batch.
+    embedding_precision: Literal["auto", "bf16", "fp32", "int8"] = "auto"
 
     # Languages
     default_language: Literal["uk", "ru", "en"] = "en"
@@ -427,7 +432,8 @@ class Settings(BaseSettings):
     @cached_property
     def faq(self) -> FaqSettings:
         return FaqSettings(self.embedding_backend, self.embedding_model, self.embedding_threads,
-                           self.faq_match_threshold, self.faq_refresh_seconds, self.faq_classifier_max_entries)
+                           self.faq_match_threshold, self.faq_refresh_seconds, self.faq_classifier_max_entries,
+                           self.embedding_precision)
 
     @cached_property
     def speech(self) -> SpeechSettings:

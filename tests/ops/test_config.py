@@ -19,6 +19,7 @@ def _env(monkeypatch, **values):
         ("TELEGRAM_BOT_TOKEN", "not-a-token"),
         ("DATABASE_URL", "oracle://x"),
         ("EMBEDDING_BACKEND", "word2vec"),
+        ("EMBEDDING_PRECISION", "fp16"),
         ("FAQ_MATCH_THRESHOLD", "2"),
         ("FAQ_CLASSIFIER_MAX_ENTRIES", "-1"),
         ("WHISPER_SHORT_WINDOWS", "perhaps"),
