@@ -154,3 +154,45 @@ async def test_polling_claims_each_update_and_skips_one_claimed_elsewhere(pollin
     assert not await Message.objects.filter(text="How much does shipping cost?").aexists()
     bot_texts = [m["plain_text"] for m in await customer_api.messages(user) if m["from"] == "bot"]
     assert len(bot_texts) == 2  # /help's answer and the tracking answer; nothing for the skipped one
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_polling_middleware_retries_a_failing_claim_store_then_gives_up_or_goes_on():
+    """The claim middleware on a real dispatcher: the claim table gone, it tries again and then
+    raises (the update is not handled); once the table is back, the update is handled once."""
+    from aiogram import Bot, Dispatcher
+    from aiogram.types import Update
+    from asgiref.sync import sync_to_async
+    from django.db import DatabaseError
+
+    from supportbot.bot.intake import ClaimMiddleware
+    from supportbot.config import SANDBOX_BOT_TOKEN
+
+    handled: list[int] = []
+    dp = Dispatcher()
+    dp.update.outer_middleware(ClaimMiddleware(retries=(0.05, 0.05)))
+
+    @dp.message()
+    async def record(message) -> None:
+        handled.append(message.message_id)
+
+    bot = Bot(SANDBOX_BOT_TOKEN)
+    update = Update.model_validate({"update_id": 77, "message": {
+        "message_id": 5, "date": 0, "text": "hi", "chat": {"id": 1, "type": "private"}}}, context={"bot": bot})
+    table = UpdateClaim._meta.db_table
+
+    def rename(old: str, new: str) -> None:
+        with connection.schema_editor() as editor:
+            editor.alter_db_table(UpdateClaim, old, new)
+
+    await sync_to_async(rename)(table, f"{table}_away")
+    try:
+        with pytest.raises(DatabaseError):
+            await dp.feed_update(bot, update)
+    finally:
+        await sync_to_async(rename)(f"{table}_away", table)
+    assert handled == []
+    await dp.feed_update(bot, update)
+    await dp.feed_update(bot, update)  # the same update again: skipped
+    assert handled == [5]
+    await bot.session.close()

@@ -104,7 +104,7 @@ class ClaimingRequestHandler(SimpleRequestHandler):
         if not isinstance(data, dict):
             raise ValueError("the body is not a Telegram update (a JSON object is expected)")
         update_id = data.get("update_id")
-        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**63:
             raise ValueError("the body is not a Telegram update (no integer update_id)")
         try:
             return Update.model_validate(data, context={"bot": bot})
