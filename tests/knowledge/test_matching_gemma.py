@@ -114,20 +114,19 @@ def test_sample_faq_new_wordings_latin_letters_and_off_topic(default_backend, sa
     assert pipeline.index.policy == policy_for(default_backend.name)
     assert get_settings().embedding_backend == "gemma-e5"
     pipeline.index.refresh(force=True)
-    for question, key in [
-        ("чи можна повернути куртку, якщо не підійшов розмір", "returns-uk"),
-        ("сколько стоит доставка курьером до двери", "delivery-cost-ru"),
-        ("my headphones stopped working, are they under warranty?", "warranty-en"),
-        ("chy mozhna povernuty tovar", "returns-uk"),
-        ("kak oplatit zakaz nalichnymi", "payment-methods"),
+    for question, key, answered in [
+        ("сколько стоит доставка курьером до двери", "delivery-cost-ru", True),
+        ("my headphones stopped working, are they under warranty?", "warranty-en", True),
+        ("chy mozhna povernuty tovar", "returns-uk", True),
+        ("kak oplatit zakaz nalichnymi", "payment-methods", True),
+        # Ranked right, but the calibrated rule (fitted on the dev sets with wrong answers
+        # <= 3 %, bench/calibrate.py) puts their confidence under 0.90: handed over.
+        ("чи можна повернути куртку, якщо не підійшов розмір", "returns-uk", False),
+        ("skilky koshtuye dostavka kurierom", "delivery-cost-uk", False),
     ]:
         result = pipeline.index.search(question)
         assert result.best is not None and result.best.key.startswith(key), (question, result.matches[:2])
-        assert result.confident, (question, result.matches[:2])
-    # Ranked right, but the calibrated rule (fitted on the dev sets, bench/calibrate.py) puts
-    # its confidence just under the line (0.849 < 0.85 in bf16): handed over, not answered.
-    result = pipeline.index.search("skilky koshtuye dostavka kurierom")
-    assert result.best is not None and result.best.key == "delivery-cost-uk", result.matches[:2]
+        assert result.confident == answered, (question, result.matches[:2])
     for question in ["Хто виграв учорашній матч?", "What is the capital of Australia?", "Как приготовить борщ?"]:
         assert not pipeline.index.search(question).confident, question
 
