@@ -35,7 +35,7 @@ from .compose_local import service_process
 from .processes import SAMPLE_FAQ, free_port, run, wait_healthy
 from .test_compose_file import _lay_over
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
@@ -148,8 +148,8 @@ async def test_web_bot_and_worker_run_as_compose_runs_them(tmp_path, database, b
             running[name] = await asyncio.create_subprocess_exec(*argv, env=env, stdout=logs[name],
                                                                  stderr=asyncio.subprocess.STDOUT)
         procs = tuple(running.values())
-        web = await wait_healthy(f"http://127.0.0.1:{ports['web']}/healthz", procs=procs)
-        bot = await wait_healthy(f"http://127.0.0.1:{ports['bot']}/healthz", procs=procs, timeout=240)
+        web = await wait_healthy(f"http://127.0.0.1:{ports['web']}/healthz", procs=procs, timeout=300)
+        bot = await wait_healthy(f"http://127.0.0.1:{ports['bot']}/healthz", procs=procs, timeout=400)
         assert web["checks"]["broker"]["configured"] and bot["checks"]["broker"]["configured"]
         worker_argv, worker_env = processes["worker"]
         check = compose["services"]["worker"]["healthcheck"]["test"][1:]  # the worker's own health check
