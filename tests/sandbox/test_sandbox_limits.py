@@ -81,7 +81,7 @@ async def test_a_second_message_to_a_chat_within_a_second_gets_telegrams_429_and
     assert info.value.retry_after == 1
     assert await _texts(client, CUSTOMERS[0]) == ["first"]  # refused: nothing delivered
     await bot.send_message(CUSTOMERS[1], "another chat is not affected")
-    clock.now += 0.9  # a second after the first (less the sandbox's 0.1 s jitter allowance)
+    clock.now += 0.7  # 0.9 s after the first: a second, less the sandbox's 0.2 s jitter allowance
     await bot.send_message(CUSTOMERS[0], "second")
     assert await _texts(client, CUSTOMERS[0]) == ["first", "second"]
     counts = await client.limits()
@@ -124,17 +124,30 @@ async def test_edits_count_and_chat_actions_do_not(client: SandboxClient, bot: B
     assert await _texts(client, CUSTOMERS[0]) == ["draft, edited"]
 
 
-def test_a_group_gets_twenty_a_minute_and_waits_for_the_oldest_to_age() -> None:
+def test_a_group_gets_twenty_a_minute_at_once_then_one_every_three_seconds() -> None:
     clock = Clock()
-    limits = SendLimits(enabled=True, clock=clock)
+    limits = SendLimits(enabled=True, bot_per_second=1000, clock=clock)
     for _ in range(20):
         assert limits.check("sendMessage", -100123) is None
-        clock.now += 0.5
-    assert limits.check("sendMessage", -100123) == 50  # 59.9 s window from the first, 10 s gone
+    assert limits.check("sendMessage", -100123) == 3  # the bucket refills one send every 3 s
     assert limits.check("sendMessage", -100456) is None  # another group is not affected
     assert limits.check("getUpdates", None) is None  # only sending methods count
-    clock.now += 50
+    clock.now += 2.9
     assert limits.check("SENDMESSAGE", -100123) is None  # Telegram ignores the method name's case
+    assert limits.check("sendMessage", -100123) == 3
+
+
+def test_the_bot_may_burst_to_its_limit_then_averages_it() -> None:
+    clock = Clock()
+    limits = SendLimits(enabled=True, clock=clock)
+    burst = [limits.check("sendMessage", chat) for chat in range(1, 61)]
+    # 30 at once, and the 0.2 s jitter allowance's worth (6 more at 30 a second); the rest: 429
+    assert burst.count(None) in (35, 36) and set(burst[36:]) == {1}
+    clock.now += 1.0
+    for chat in range(100, 160):  # then a little under 30 a second, evenly: all pass
+        clock.now += 1 / 29
+        assert limits.check("sendMessage", chat) is None
+    assert [limits.check("sendMessage", chat) for chat in range(200, 240)].count(None) < 40  # a burst again: no
 
 
 async def test_the_control_api_changes_reads_and_resets_the_limits(
@@ -144,7 +157,7 @@ async def test_the_control_api_changes_reads_and_resets_the_limits(
     assert (state["enabled"], state["bot_per_second"], state["chat_per_second"], state["group_per_minute"]) == (
         True, 30.0, 2.0, 30.0)
     await bot.send_message(CUSTOMERS[0], "one")
-    clock.now += 0.3
+    clock.now += 0.35
     await bot.send_message(CUSTOMERS[0], "two")  # 2 a second: fine
     with pytest.raises(TelegramRetryAfter):
         await bot.send_message(CUSTOMERS[0], "three")

@@ -32,8 +32,8 @@ Telegram's send limits (``bot.limits``): every send takes a slot from the limite
 messages over a limit wait for their chat's turn instead of collecting 429s; a 429 pauses the
 chat (the limiter honours ``retry_after`` for every message to it), and a slot further away
 than the limiter's ``max_wait`` puts the message back to pending until then (not a failed
-attempt). The loop sends the messages it claimed side by side, so a chat waiting for its slot
-holds up no other chat.
+attempt). The loop sends each message it claimed in a task of its own, so a chat waiting for
+its slot holds up no other chat.
 """
 
 from __future__ import annotations
@@ -86,16 +86,19 @@ class Recipient:
 
 class Delivery:
     def __init__(self, bot: Bot, *, default_language: str = "en", interval: float = 0.5, batch: int = 20,
-                 backoff: Sequence[float] = DEFAULT_BACKOFF, limiter: SendLimiter | None = None) -> None:
-        """``limiter``: Telegram's send limits (default: Telegram's own, kept in this process)."""
+                 backoff: Sequence[float] = DEFAULT_BACKOFF, limiter: SendLimiter | None = None,
+                 concurrency: int = 100) -> None:
+        """``limiter``: Telegram's send limits (default: Telegram's own, kept in this process);
+        ``concurrency``: messages the loop sends (or holds, waiting for their slot) at once."""
         self.bot = bot
         self.limiter = limiter or SendLimiter()
         self.default_language = default_language
         self.interval = interval
         self.batch = batch
+        self.concurrency = concurrency
         self.backoff = tuple(backoff) or DEFAULT_BACKOFF
         self._wake = asyncio.Event()
-        self._claimed_last = 0
+        self._in_flight: set[asyncio.Task] = set()
 
     # -- the two ways in --------------------------------------------------------------------
     async def deliver(self, outcome: Outcome, *, draft: TelegramDraft | None = None) -> bool:
@@ -134,7 +137,6 @@ class Delivery:
         all) and send them side by side, each waiting only for its own chat's slot. Returns how
         many were sent."""
         claimed = await in_worker_thread(services.claim_outbox)(limit=self.batch)
-        self._claimed_last = len(claimed)
         results = await asyncio.gather(*(self._send_claimed(message) for message in claimed), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -149,17 +151,44 @@ class Delivery:
         return await self._send(message, to)
 
     async def run(self) -> None:
-        while True:
-            self._claimed_last = 0
-            try:
-                await self.deliver_pending()
-            except Exception:
-                log.exception("delivery round failed; retrying")
-            self._wake.clear()
-            if self._claimed_last >= self.batch:
-                continue  # a full batch: more may be due now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+        """The loop: keep up to ``concurrency`` claimed messages on their way, each in its own
+        task waiting only for its own chat's slot; claim more whenever one finishes (the next
+        message of its ticket may be due then) and every ``interval``."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed = await self._claim_more()
+                except Exception:
+                    log.exception("delivery round failed; retrying")
+                    claimed = 0
+                if claimed and len(self._in_flight) < self.concurrency:
+                    continue  # more may be due now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+        finally:
+            # Stopping: let sends on their way finish briefly; what is cut off is recovered by the lease.
+            if self._in_flight:
+                _, late = await asyncio.wait(list(self._in_flight), timeout=5.0)
+                for task in late:
+                    task.cancel()
+
+    async def _claim_more(self) -> int:
+        free = min(self.batch, self.concurrency - len(self._in_flight))
+        if free <= 0:
+            return 0
+        claimed = await in_worker_thread(services.claim_outbox)(limit=free)
+        for message in claimed:
+            task = asyncio.create_task(self._send_claimed(message), name=f"deliver-{message.pk}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+        return len(claimed)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivering a claimed message failed", exc_info=task.exception())
+        self._wake.set()
 
     # -- one claimed message --------------------------------------------------------------------
     async def _send(self, message: Message, to: Recipient, *, draft: TelegramDraft | None = None) -> bool:

@@ -5,10 +5,11 @@ chat and 20 a minute to one group (edits count too); over that it answers 429 wi
 ``retry_after``. The delivery path and the LLM draft take a *slot* before each such call
 (:meth:`SendLimiter.slot`), so the bot stays under the limits instead of collecting 429s:
 
-- **pacing, not a queue**: each limit is a "next free time" (GCRA with no burst: one send
-  per ``1/rate`` seconds) for the bot and for each chat. A send waits only for its own chat
-  and for the bot-wide budget, never behind another chat's messages, so one busy chat does
-  not hold up the others; a customer's messages keep their order (a FIFO lock per chat);
+- **pacing, not one queue**: each limit is a "next free time" (GCRA with no burst: one send
+  per ``1/rate`` seconds) for the bot and for each chat. A send first waits for its own chat
+  (a FIFO lock per chat keeps a customer's messages in order), then books the bot's next free
+  time and sleeps until then: it never waits behind another chat's messages, so one busy chat
+  does not hold up the others, and waiting sends do not poll (one booking each);
 - **429**: Telegram's ``retry_after`` pauses that chat (:meth:`SendLimiter.pause`), so the
   chat's other messages wait instead of hammering it; 429s on :data:`FLOOD_CHATS` chats
   within :data:`FLOOD_WINDOW` seconds mean a bot-wide flood wait: the whole bot pauses;
@@ -30,7 +31,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aiogram.exceptions import TelegramRetryAfter
 
@@ -67,12 +68,20 @@ def chat_interval(settings: SendLimitSettings, chat_id: int) -> float:
     return 60.0 / settings.group_per_minute if chat_id < 0 else 1.0 / settings.chat_per_second
 
 
+class Turn(NamedTuple):
+    """What the budgets answered: ``booked``: a send is booked ``wait`` seconds from now (go
+    then); not booked: the chat (or a pause) allows none for ``wait`` seconds, ask again then."""
+
+    booked: bool
+    wait: float
+
+
 class Budgets(Protocol):
     """Where the "next free time" of the bot and of each chat is kept (this process or Redis)."""
 
-    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> float:
-        """Take a send now if the chat and the bot allow it and return 0; else return the
-        seconds until they might (nothing is taken)."""
+    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> Turn:
+        """When the chat may send now (not paused, its interval passed): book the bot's next
+        free time for it. Otherwise book nothing and say how long the chat must wait."""
 
     async def pause(self, chat_id: int, seconds: float) -> bool:
         """Nothing to this chat for ``seconds`` (a 429); True when it made the whole bot pause."""
@@ -88,21 +97,21 @@ class LocalBudgets:
         self._recent_429: dict[int, float] = {}  # chat -> when its last 429 came
         self._takes = 0
 
-    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> float:
+    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> Turn:
         return self.take_now(chat_id, chat_every, bot_every)
 
-    def take_now(self, chat_id: int, chat_every: float, bot_every: float) -> float:
+    def take_now(self, chat_id: int, chat_every: float, bot_every: float) -> Turn:
         now = self.clock()
-        wait = max(self._next.get(chat_id, now), self._next.get(_BOT, now),
-                   self._paused.get(chat_id, now), self._paused.get(_BOT, now)) - now
+        wait = max(self._next.get(chat_id, now), self._paused.get(chat_id, now), self._paused.get(_BOT, now)) - now
         if wait > 0:
-            return wait
-        self._next[chat_id] = now + chat_every
-        self._next[_BOT] = now + bot_every
+            return Turn(False, wait)
+        at = max(now, self._next.get(_BOT, now))
+        self._next[_BOT] = at + bot_every
+        self._next[chat_id] = at + chat_every
         self._takes += 1
         if self._takes % 1000 == 0:  # forget chats that could send again anyway
             self._forget_before(now)
-        return 0.0
+        return Turn(True, at - now)
 
     async def pause(self, chat_id: int, seconds: float) -> bool:
         return self.pause_now(chat_id, seconds)
@@ -128,20 +137,22 @@ class LocalBudgets:
 
 # KEYS: the bot's next free time, the chat's, the bot's pause, the chat's pause (ms, Redis clock).
 # ARGV: ms between two sends to the chat, ms between two sends of the bot.
-# Returns "0" (taken) or the ms to wait, as a string (Lua numbers would be truncated).
+# Returns {1, ms}: booked, go in ms; {0, ms}: the chat must wait ms (ms as a string: Lua numbers
+# would be truncated to integers).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local wait = 0
-for i = 1, 4 do
+for i = 2, 4 do
   local v = tonumber(redis.call('GET', KEYS[i]) or '0')
   if v - now > wait then wait = v - now end
 end
-if wait > 0 then return tostring(wait) end
+if wait > 0 then return {0, tostring(wait)} end
 local chat_every, bot_every = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('SET', KEYS[2], tostring(now + chat_every), 'PX', math.ceil(chat_every) + 1000)
-redis.call('SET', KEYS[1], tostring(now + bot_every), 'PX', math.ceil(bot_every) + 1000)
-return '0'
+local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], tostring(at + bot_every), 'PX', math.ceil(at + bot_every - now) + 1000)
+redis.call('SET', KEYS[2], tostring(at + chat_every), 'PX', math.ceil(at + chat_every - now) + 1000)
+return {1, tostring(at - now)}
 """
 
 # KEYS: the chat's pause, the bot's pause, the recent 429s (a sorted set of chat ids by time).
@@ -199,21 +210,20 @@ class RedisBudgets:
         p = self.prefix
         return f"{p}next:bot", f"{p}next:{chat_id}", f"{p}pause:bot", f"{p}pause:{chat_id}"
 
-    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> float:
+    async def take(self, chat_id: int, chat_every: float, bot_every: float) -> Turn:
         keys = self._keys(chat_id)
         result = await self._call(_TAKE, list(keys), [repr(chat_every * 1000), repr(bot_every * 1000)])
         if result is None:
             return self.local.take_now(chat_id, chat_every, bot_every)
-        return max(0.0, float(result) / 1000)
+        booked, wait_ms = result
+        return Turn(int(booked) == 1, max(0.0, float(wait_ms) / 1000))
 
     async def pause(self, chat_id: int, seconds: float) -> bool:
-        self.local.pause_now(chat_id, seconds)  # kept here too, in case Redis goes away meanwhile
+        flood_here = self.local.pause_now(chat_id, seconds)  # kept here too, in case Redis goes away
         _, _, bot_pause, chat_pause = self._keys(chat_id)
         result = await self._call(_PAUSE, [chat_pause, bot_pause, f"{self.prefix}recent429"],
                                   [repr(seconds * 1000), str(chat_id), repr(FLOOD_WINDOW * 1000), str(FLOOD_CHATS)])
-        if result is None:
-            return self.local.pause_now(chat_id, 0.0)
-        return int(result) == 1
+        return flood_here if result is None else int(result) == 1
 
     async def close(self) -> None:
         for client in list(self._clients.values()):
@@ -260,6 +270,7 @@ class SendLimiter:
         self.sleep = sleep
         self.budgets: Budgets = budgets if budgets is not None else LocalBudgets(clock)
         self._locks: dict[int, asyncio.Lock] = {}
+        self._bot_paused_until = float("-inf")  # a flood wait this process saw (for sends already booked)
         self._users: dict[int, int] = {}
         #: Seconds waited for slots and 429s seen, for the metrics and the benchmarks.
         self.waited = 0.0
@@ -302,6 +313,7 @@ class SendLimiter:
         bot_wide = await self.budgets.pause(chat_id, seconds)
         TELEGRAM_RATE_LIMITED.labels("bot" if bot_wide else "chat").inc()
         if bot_wide:
+            self._bot_paused_until = max(self._bot_paused_until, self.clock() + seconds)
             log.warning("Telegram answered 429 for %d chats within %g s: the whole bot waits %g s",
                         FLOOD_CHATS, FLOOD_WINDOW, seconds)
 
@@ -311,15 +323,19 @@ class SendLimiter:
         chat_every = chat_interval(self.settings, chat_id)
         bot_every = 1.0 / self.settings.bot_per_second
         while True:
-            wait = await self.budgets.take(chat_id, chat_every, bot_every)
-            if wait <= 0:
+            booked, wait = await self.budgets.take(chat_id, chat_every, bot_every)
+            if wait > 0 and self.clock() - started + wait > max_wait:
+                raise SendDeferred(wait)  # (a booked time is left unused: the bot's budget loses one send)
+            if wait > 0:
+                await self.sleep(wait)
+            if booked:
+                # Booked before a flood wait began (429s on several chats meanwhile): wait it out too.
+                if (pause := self._bot_paused_until - self.clock()) > 0:
+                    await self.sleep(pause)
                 waited = max(0.0, self.clock() - started)
                 self.waited += waited
                 SEND_LIMIT_WAIT_SECONDS.observe(waited)
                 return waited
-            if self.clock() - started + wait > max_wait:
-                raise SendDeferred(wait)
-            await self.sleep(wait)
 
 
 def build_limiter(settings: SendLimitSettings, *, bot_id: int | str) -> SendLimiter:

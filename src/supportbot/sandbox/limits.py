@@ -6,13 +6,14 @@ With limits on, a request to a sending method (``sendMessage``, ``editMessageTex
     429 {"ok": false, "error_code": 429, "description": "Too Many Requests: retry after N",
          "parameters": {"retry_after": N}}
 
-and nothing is delivered. The limits are counted as Telegram describes them, in sliding
-windows: at most ``bot_per_second`` sends a second by the bot, ``chat_per_second`` to one
-private chat and ``group_per_minute`` to one group (negative chat id). This is a separate
-implementation from the bot's pacing (``supportbot.bot.limits``), so a test that the bot
-sees no 429 checks one against the other. Each window is :data:`JITTER` seconds shorter
-than its nominal length: requests spaced exactly one second apart by the bot may arrive a
-little closer together, and Telegram's limits are not that exact either.
+and nothing is delivered. Each limit is a token bucket: on average at most
+``bot_per_second`` sends a second by the bot (up to that many at once), ``chat_per_second``
+to one private chat (one at a time) and ``group_per_minute`` to one group (negative chat id;
+up to that many at once). Each allows :data:`JITTER` seconds on top: requests the bot spaced
+exactly may arrive a little closer together (a busy event loop, the network), and Telegram's
+limits are not that exact either. This is an implementation of its own, apart from the bot's
+pacing (``supportbot.bot.limits``), so a test that the bot sees no 429 checks one against the
+other.
 
 Switched on by ``SANDBOX_ENFORCE_LIMITS=1``, ``supportbot sandbox --limits`` or, in tests,
 the control API: ``PUT /sandbox/api/limits`` with a JSON object of the fields below
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +41,8 @@ SENDING_METHODS = frozenset(name.lower() for name in (
     "sendMediaGroup", "sendLocation", "sendVenue", "sendContact", "sendPoll", "sendDice", "sendSticker",
     "copyMessage", "copyMessages", "forwardMessage", "forwardMessages",
 ))
-#: Seconds each window is shortened by (network jitter between the bot's clock and ours).
-JITTER = 0.1
+#: Seconds a send may come early (jitter between the bot's pacing and the arrival here).
+JITTER = 0.2
 LIMIT_FIELDS = ("enabled", "bot_per_second", "chat_per_second", "group_per_minute")
 _MAX_RATE = {"bot_per_second": 10_000.0, "chat_per_second": 1_000.0, "group_per_minute": 60_000.0}
 
@@ -51,26 +52,20 @@ class LimitsError(ValueError):
 
 
 @dataclass
-class _Window:
-    """At most ``count`` events in any ``span`` seconds."""
+class _Bucket:
+    """``rate`` sends per ``period`` on average, ``burst`` of them at once (a token bucket,
+    kept as the time its next send is "due", GCRA-style), with :data:`JITTER` to spare."""
 
-    count: int
-    span: float
+    rate: float
+    period: float
+    burst: int
 
-    @classmethod
-    def of(cls, rate: float, period: float) -> _Window:
-        # ``rate`` per ``period``: 30 a second: 30 in 1 s; 0.5 a second: 1 in 2 s; 20 a minute: 20 in 60 s.
-        count = max(1, math.floor(rate))
-        return cls(count, period * count / rate)
-
-    def wait(self, times: deque[float], now: float) -> float:
-        """Seconds until one more event fits (0: it fits now); forgets what fell out."""
-        span = max(self.span - JITTER, 0.0)
-        while times and times[0] <= now - span:
-            times.popleft()
-        if len(times) < self.count:
-            return 0.0
-        return times[len(times) - self.count] + span - now
+    def wait(self, due: float | None, now: float) -> tuple[float, float]:
+        """(seconds until one more send fits, 0: now; the new due time if it is sent now)."""
+        every = self.period / self.rate
+        due = now if due is None else max(due, now)
+        early = due - now - ((self.burst - 1) * every + JITTER)
+        return max(early, 0.0), due + every
 
 
 @dataclass
@@ -88,29 +83,30 @@ class SendLimits:
     #: When the first and the latest accepted send came (``clock``): a burst's rate, for benchmarks.
     first_accepted_at: float | None = None
     last_accepted_at: float | None = None
-    _bot: deque[float] = field(default_factory=deque)
-    _chats: dict[int, deque[float]] = field(default_factory=dict)
+    _bot_due: float | None = None
+    _chat_due: dict[int, float] = field(default_factory=dict)
 
     def check(self, method: str, chat_id: int | None) -> int | None:
         """Count a request; the ``retry_after`` to answer when it is over a limit, else None."""
         if not self.enabled or method.lower() not in SENDING_METHODS:
             return None
         now = self.clock()
-        bot = _Window.of(self.bot_per_second, 1.0)
-        wait = bot.wait(self._bot, now)
-        chat_times: deque[float] | None = None
+        wait, bot_due = _Bucket(self.bot_per_second, 1.0, max(1, math.floor(self.bot_per_second))).wait(
+            self._bot_due, now)
+        chat_due = None
         if chat_id is not None:
-            chat = _Window.of(self.group_per_minute, 60.0) if chat_id < 0 else _Window.of(self.chat_per_second, 1.0)
-            chat_times = self._chats.setdefault(chat_id, deque())
-            wait = max(wait, chat.wait(chat_times, now))
+            chat = (_Bucket(self.group_per_minute, 60.0, max(1, math.floor(self.group_per_minute))) if chat_id < 0
+                    else _Bucket(self.chat_per_second, 1.0, 1))
+            chat_wait, chat_due = chat.wait(self._chat_due.get(chat_id), now)
+            wait = max(wait, chat_wait)
         if wait > 0:
             self.refused += 1
             if chat_id is not None:
                 self.refused_by_chat[chat_id] += 1
             return max(1, math.ceil(wait))
-        self._bot.append(now)
-        if chat_times is not None:
-            chat_times.append(now)
+        self._bot_due = bot_due
+        if chat_id is not None and chat_due is not None:
+            self._chat_due[chat_id] = chat_due
         self.accepted += 1
         if self.first_accepted_at is None:
             self.first_accepted_at = now
@@ -142,8 +138,8 @@ class SendLimits:
         self.accepted = self.refused = 0
         self.refused_by_chat.clear()
         self.first_accepted_at = self.last_accepted_at = None
-        self._bot.clear()
-        self._chats.clear()
+        self._bot_due = None
+        self._chat_due.clear()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -165,8 +161,8 @@ class SendLimits:
         return self.last_accepted_at - self.first_accepted_at
 
     def _forget_idle_chats(self, now: float) -> None:
-        for chat_id in [c for c, times in self._chats.items() if not times or times[-1] < now - 60.0]:
-            del self._chats[chat_id]
+        for chat_id in [c for c, due in self._chat_due.items() if due < now]:
+            del self._chat_due[chat_id]
 
 
 class LimitsApi:
