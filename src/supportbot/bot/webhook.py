@@ -86,7 +86,8 @@ class ClaimingRequestHandler(SimpleRequestHandler):
             count("claim_failed", kind)
             return _error(503, "Service Unavailable: the update could not be claimed, retry later")
         if not claimed:
-            log.info("webhook: update %s was already claimed: answered, not handled again", update.update_id)
+            log.info("webhook: update %s was already claimed (process %s): answered, not handled again",
+                     update.update_id, os.getpid())
             count("duplicate", kind)
             return web.json_response({})
         log.debug("webhook: update %s claimed by process %s", update.update_id, os.getpid())
