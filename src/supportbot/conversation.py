@@ -152,12 +152,13 @@ class ConversationService:
         self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
         kind: str = Message.Kind.TEXT, stream=None, use_faq: bool = True,
         _logged: tuple[Outcome, services.Incoming] | None = None,
+        flush: Callable[[Outcome], Awaitable[object]] | None = None,
     ) -> Outcome:
         """:meth:`_ask`, counted: the answer's source (``supportbot_answers``) and the seconds from
         the question to the recorded reply (stage ``answer``)."""
         started = time.perf_counter()
         outcome = await self._ask(customer, text, language=language, telegram_message_id=telegram_message_id,
-                                  kind=kind, stream=stream, use_faq=use_faq, _logged=_logged)
+                                  kind=kind, stream=stream, use_faq=use_faq, _logged=_logged, flush=flush)
         metrics.observe_stage("answer", time.perf_counter() - started)
         if outcome.answer is not None:
             metrics.ANSWERS.labels(outcome.answer.source).inc()
@@ -169,8 +170,12 @@ class ConversationService:
         self, customer: CustomerInfo, text: str, *, language: str, telegram_message_id: int | None = None,
         kind: str = Message.Kind.TEXT, stream=None, use_faq: bool = True,
         _logged: tuple[Outcome, services.Incoming] | None = None,
+        flush: Callable[[Outcome], Awaitable[object]] | None = None,
     ) -> Outcome:
         """A question in words (typed, or a voice transcript): answer it, or hand it over.
+
+        ``flush``: called with the outcome when the customer should see what is recorded so
+        far (the hand-over notice) before slow work that follows (the operator's LLM draft).
 
         Small talk ("hi", "thanks", "are you a bot?") gets the bot's own reply and "I want a
         person" a hand-over, before the pipeline (``supportbot.smalltalk``); not while a person
@@ -189,7 +194,7 @@ class ConversationService:
         conversation = Conversation(customer_id=customer.id, ticket_id=incoming.ticket_id,
                                     message_id=incoming.message_id)
         answer = await self.pipeline.answer(text, language=language, conversation=conversation,
-                                            stream=stream, use_faq=use_faq)
+                                            stream=stream, use_faq=use_faq, defer_draft=True)
         outcome.answer = answer
         if answer.answered and answer.text:
             by_llm = answer.source in Message.LLM_SOURCES
@@ -202,8 +207,18 @@ class ConversationService:
         if answer.limited:
             notice = _("You have asked many questions in the last hour, so I have passed this one to an "
                        "operator. A person will reply here soon.")
-        return await self._hand_over(outcome, actor=Actor.BOT, reason=answer.reason or "no answer", text=notice,
-                                     draft_answer=answer.draft or "")
+        await self._hand_over(outcome, actor=Actor.BOT, reason=answer.reason or "no answer", text=notice,
+                              draft_answer=answer.draft or "")
+        if answer.draft_pending and outcome.handed_over:
+            # LLM_ANSWER_MODE=draft: the customer is told at once; the model drafts for the operator after.
+            if flush is not None:
+                await flush(outcome)
+            drafted = await self.pipeline.draft(text, language=language, conversation=conversation)
+            await in_worker_thread(services.attach_draft)(
+                ticket_id=incoming.ticket_id, draft_answer=drafted.draft or "", reason=drafted.reason)
+            answer.draft, answer.steps, answer.context = drafted.draft, drafted.steps, drafted.context
+            answer.reason = "; ".join(r for r in (answer.reason, drafted.reason) if r)
+        return outcome
 
     # -- commands and other kinds ----------------------------------------------------------------------
     async def command(self, customer: CustomerInfo, command: Command, *, text: str, language: str,
@@ -270,7 +285,8 @@ class ConversationService:
         await self._say(outcome, _("I heard: {transcript}").format(transcript=heard.text), quote=True)
         if flush is not None:
             await flush(outcome)
-        answered = await self.ask(customer, heard.text, language=language, stream=stream, _logged=logged)
+        answered = await self.ask(customer, heard.text, language=language, stream=stream, _logged=logged,
+                                  flush=flush)
         return answered
 
     async def not_heard(self, customer: CustomerInfo, *, notice: str, telegram_message_id: int | None,

@@ -61,6 +61,8 @@ class Answer:
     grounded_in: int | None = None
     #: ``LLM_ANSWER_MODE=draft``: the fact-checked answer, not sent, kept for the operator.
     draft: str | None = None
+    #: ``defer_draft``: the LLM step was left for :meth:`AnswerPipeline.draft`, after the hand-over.
+    draft_pending: bool = False
 
     @property
     def answered(self) -> bool:
@@ -126,9 +128,15 @@ class AnswerPipeline:
 
     async def answer(
         self, question: str, *, language: str | None = None, conversation: Conversation | None = None,
-        stream: AnswerStream | None = None, use_faq: bool = True,
+        stream: AnswerStream | None = None, use_faq: bool = True, defer_draft: bool = False,
     ) -> Answer:
-        """``stream`` sees an LLM answer grow; ``use_faq=False`` skips FAQ answers (trying prompts)."""
+        """``stream`` sees an LLM answer grow; ``use_faq=False`` skips FAQ answers (trying prompts).
+
+        ``defer_draft``: with ``LLM_ANSWER_MODE=draft`` nothing the model writes reaches the
+        customer, so the LLM step is skipped here (``answer.draft_pending``) and the caller hands
+        over at once and asks :meth:`draft` afterwards, instead of keeping the customer waiting
+        for a text they will never see.
+        """
         started = time.perf_counter()
         k = max(self.top_k, 4 * self.llm.context_entries) if self.llm is not None else self.top_k
         with metrics.timed("match"):
@@ -146,10 +154,26 @@ class AnswerPipeline:
                 answer.faq_key = best.key
         if not answer.answered:
             answer.reason = ("empty FAQ" if best is None else "no confident FAQ match") if use_faq else "FAQ skipped"
-            if self.llm is not None and result.question:
+            if defer_draft and self.llm is not None and self.llm.answer_mode == "draft" and result.question:
+                answer.draft_pending = True
+            elif self.llm is not None and result.question:
                 with metrics.timed("llm"):
                     await self._ask_llm(answer, question, result.matches, language, conversation, stream)
         answer.elapsed_ms = int((time.perf_counter() - started) * 1000)
+        return answer
+
+    async def draft(self, question: str, *, language: str | None = None,
+                    conversation: Conversation | None = None) -> Answer:
+        """The LLM step alone, for a question already handed over (``LLM_ANSWER_MODE=draft``):
+        ``answer.draft`` is the fact-checked answer for the operator, or None (``answer.reason``
+        says why)."""
+        answer = Answer(source=Source.HANDOVER)
+        if self.llm is None:
+            return answer
+        result = await asyncio.to_thread(self.index.search, question, k=4 * self.llm.context_entries)
+        with metrics.timed("llm"):
+            await self._ask_llm(answer, question, result.matches, language, conversation, None)
+        answer.reason = answer.reason.removeprefix("; ")
         return answer
 
     async def _ask_llm(

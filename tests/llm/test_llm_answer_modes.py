@@ -209,6 +209,26 @@ async def test_draft_mode_hands_over_and_keeps_the_checked_answer_for_the_operat
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_draft_mode_tells_the_customer_before_the_model_writes(fake, sample_faq):
+    """The draft is for the operator: the customer's hand-over notice goes out first (``flush``),
+    not after the model's seconds of writing."""
+    answerer = ScriptedAnswerer(SAMPLE_ANSWER, delay=0.05)
+    service = await _service(fake, answerer, "draft")
+    flushed = []
+
+    async def flush(outcome):
+        flushed.append(([m.text for m in outcome.messages], len(answerer.calls)))
+
+    outcome = await service.ask(ALICE, ASKED, language="en", use_faq=False, flush=flush)
+    [(texts, calls_before)] = flushed
+    assert calls_before == 0 and len(texts) == 1 and "operator" in texts[0]
+    assert len(answerer.calls) == 1 and outcome.answer is not None and outcome.answer.draft == SAMPLE_ANSWER
+    _ticket, _out, change = await _log(ALICE)
+    assert change.draft_answer == SAMPLE_ANSWER and "draft kept for the operator" in change.reason
+    assert change.reason.startswith("FAQ skipped; ")
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_draft_mode_keeps_no_draft_that_fails_the_check(fake, sample_faq):
     service = await _service(fake, ScriptedAnswerer("Shipping to a Nova Poshta branch costs 300 UAH."), "draft")
     await service.ask(ALICE, ASKED, language="en", use_faq=False)
@@ -226,7 +246,8 @@ def test_the_mode_comes_from_the_environment(tmp_path, monkeypatch):
     fallback = Process(cfg).llm_fallback()
     assert fallback is not None and fallback.answer_mode == "choose" and fallback.check_facts
     monkeypatch.delenv("LLM_ANSWER_MODE")
-    assert Settings(_env_file=None, supportbot_data_dir=tmp_path).llm.answer_mode == "answer"
+    # the safe default: the local model's answers failed the whole-chain measurement
+    assert Settings(_env_file=None, supportbot_data_dir=tmp_path).llm.answer_mode == "draft"
     monkeypatch.setenv("LLM_ANSWER_MODE", "guess")
     with pytest.raises(ConfigError, match="LLM_ANSWER_MODE"):
         load_settings()

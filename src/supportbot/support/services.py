@@ -172,6 +172,20 @@ def hand_over(*, ticket_id: int, actor: str, reason: str, notice_sent: bool = Tr
     return changed
 
 
+def attach_draft(*, ticket_id: int, draft_answer: str, reason: str) -> bool:
+    """An LLM draft written after the hand-over (``LLM_ANSWER_MODE=draft``): kept on the ticket's
+    latest hand-over for the operator, with what the LLM step did added to its reason."""
+    change = (TicketStatusChange.objects.filter(ticket_id=ticket_id, new_status=Ticket.Status.WITH_OPERATOR)
+              .order_by("-pk").first())
+    if change is None:
+        return False
+    change.draft_answer = draft_answer
+    if reason:
+        change.reason = f"{change.reason}; {reason}"[:change._meta.get_field("reason").max_length or None]
+    change.save(update_fields=["draft_answer", "reason"])
+    return True
+
+
 @transaction.atomic
 def hand_over_after_error(*, customer: CustomerInfo, reason: str) -> tuple[int, bool]:
     """Handling the customer's update failed: their active ticket (opened if need be) goes to

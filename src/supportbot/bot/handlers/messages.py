@@ -35,7 +35,8 @@ async def on_text(message: TgMessage, bot: Bot, conversation: ConversationServic
     await answer_and_deliver(
         bot, conversation, delivery, message.chat.id,
         lambda stream: conversation.ask(customer, message.text or "", language=language,
-                                        telegram_message_id=message.message_id, stream=stream), _)
+                                        telegram_message_id=message.message_id, stream=stream,
+                                        flush=delivery.deliver), _)
 
 
 def _kind_of(message: TgMessage) -> tuple[str, str]:
