@@ -44,7 +44,11 @@ SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
 
 
 def answerable_questions() -> list[tuple[str, str]]:
-    """(question, language) pairs that the shipped matcher answers from the FAQ."""
+    """(question, language) pairs that the shipped bot answers from the FAQ: confident matches,
+    less what the bot handles before the FAQ (small talk, and "I want a person", which hands
+    the customer over: the sample FAQ has such phrasings, and a handed-over customer's later
+    questions wait for the operator)."""
+    from supportbot import smalltalk
     from supportbot.assembly import build_pipeline, prepare_index
 
     pipeline = build_pipeline()
@@ -52,7 +56,7 @@ def answerable_questions() -> list[tuple[str, str]]:
     out = []
     for entry in json.loads(SAMPLE.read_text(encoding="utf-8")):
         for text in [entry["question"], *entry["phrasings"]]:
-            if pipeline.index.search(text).confident:
+            if smalltalk.classify(text) is None and pipeline.index.search(text).confident:
                 out.append((text, entry["language"]))
     return out
 

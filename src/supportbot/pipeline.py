@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from supportbot.background import in_worker_thread
-from supportbot.knowledge.index import EntryMatch, FaqIndex
+from supportbot.knowledge.index import EntryMatch, FaqIndex, SearchResult
 from supportbot.ops import metrics
 
 if TYPE_CHECKING:
@@ -118,6 +121,24 @@ def _entry_answer(entry_id: int) -> str | None:
     )
 
 
+#: Questions matched at once. Each one waits in the embedder's micro-batch
+#: (``knowledge/batching.py``) while another thread runs the model, so the pool is as wide as
+#: the largest batch: with the event loop's default pool (6 threads on 2 cores, shared with
+#: every database call) batches stayed small and waiting questions held the threads the
+#: database calls need.
+SEARCH_THREADS = 32
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="faq-search")
+        return _pool
+
+
 class AnswerPipeline:
     def __init__(self, index: FaqIndex, *, top_k: int = 5, llm: LlmFallback | None = None) -> None:
         self.index = index
@@ -140,7 +161,7 @@ class AnswerPipeline:
         started = time.perf_counter()
         k = max(self.top_k, 4 * self.llm.context_entries) if self.llm is not None else self.top_k
         with metrics.timed("match"):
-            result = await asyncio.to_thread(self.index.search, question, k=k)
+            result = await self._search(question, k)
         answer = Answer(source=Source.HANDOVER, candidates=result.matches[: self.top_k])
         best = result.best
         if best is not None:
@@ -162,6 +183,11 @@ class AnswerPipeline:
         answer.elapsed_ms = int((time.perf_counter() - started) * 1000)
         return answer
 
+    async def _search(self, question: str, k: int) -> SearchResult:
+        """The FAQ search in the search pool (see :func:`_search_pool`)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_search_pool(), functools.partial(self.index.search, question, k=k))
+
     async def draft(self, question: str, *, language: str | None = None,
                     conversation: Conversation | None = None) -> Answer:
         """The LLM step alone, for a question already handed over (``LLM_ANSWER_MODE=draft``):
@@ -170,7 +196,7 @@ class AnswerPipeline:
         answer = Answer(source=Source.HANDOVER)
         if self.llm is None:
             return answer
-        result = await asyncio.to_thread(self.index.search, question, k=4 * self.llm.context_entries)
+        result = await self._search(question, 4 * self.llm.context_entries)
         with metrics.timed("llm"):
             await self._ask_llm(answer, question, result.matches, language, conversation, None)
         answer.reason = answer.reason.removeprefix("; ")
