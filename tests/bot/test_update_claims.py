@@ -21,6 +21,7 @@ from supportbot.support import services
 from supportbot.support.models import Message, UpdateClaim
 
 from ..conftest import wait_until
+from .claims import claim_table_missing
 
 BOT, OTHER_BOT = 1000000001, 2000000002
 
@@ -162,7 +163,6 @@ async def test_polling_middleware_retries_a_failing_claim_store_then_gives_up_or
     raises (the update is not handled); once the table is back, the update is handled once."""
     from aiogram import Bot, Dispatcher
     from aiogram.types import Update
-    from asgiref.sync import sync_to_async
     from django.db import DatabaseError
 
     from supportbot.bot.intake import ClaimMiddleware
@@ -179,18 +179,9 @@ async def test_polling_middleware_retries_a_failing_claim_store_then_gives_up_or
     bot = Bot(SANDBOX_BOT_TOKEN)
     update = Update.model_validate({"update_id": 77, "message": {
         "message_id": 5, "date": 0, "text": "hi", "chat": {"id": 1, "type": "private"}}}, context={"bot": bot})
-    table = UpdateClaim._meta.db_table
-
-    def rename(old: str, new: str) -> None:
-        with connection.schema_editor() as editor:
-            editor.alter_db_table(UpdateClaim, old, new)
-
-    await sync_to_async(rename)(table, f"{table}_away")
-    try:
+    async with claim_table_missing():
         with pytest.raises(DatabaseError):
             await dp.feed_update(bot, update)
-    finally:
-        await sync_to_async(rename)(f"{table}_away", table)
     assert handled == []
     await dp.feed_update(bot, update)
     await dp.feed_update(bot, update)  # the same update again: skipped

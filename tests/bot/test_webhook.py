@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import connection
 
 from supportbot.config import SANDBOX_BOT_TOKEN
@@ -29,6 +28,7 @@ from supportbot.ops import metrics
 from supportbot.support.models import FaqEntry, Message, UpdateClaim
 
 from ..conftest import wait_until
+from .claims import claim_table_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -154,14 +154,7 @@ async def test_a_broken_body_is_400_with_what_is_wrong(webhook, caplog, body, sa
 async def test_a_failing_claim_store_answers_503_and_the_retry_is_answered_once(webhook, sandbox, customer_api):
     """The claim table gone (a real database error in the worker thread): 503, so Telegram retries;
     once it is back, the retry is claimed and answered, once."""
-    table = UpdateClaim._meta.db_table
-
-    def rename(old: str, new: str) -> None:
-        with connection.schema_editor() as editor:
-            editor.alter_db_table(UpdateClaim, old, new)
-
-    await sync_to_async(rename)(table, f"{table}_away")
-    try:
+    async with claim_table_missing():
         failed = _updates("message", "claim_failed")
         sent = await customer_api.send_text(USER, QUESTION)
         await wait_until(lambda: _updates("message", "claim_failed") > failed)
@@ -169,8 +162,6 @@ async def test_a_failing_claim_store_answers_503_and_the_retry_is_answered_once(
         assert info.last_error_message == "Wrong response from the webhook: 503 Service Unavailable"
         assert info.pending_update_count == 1
         assert not await Message.objects.filter(direction="in").aexists()
-    finally:
-        await sync_to_async(rename)(f"{table}_away", table)
     reply = await customer_api.wait_for_bot_message(USER, after=sent["message"]["message_id"], timeout=10)
     await asyncio.sleep(SETTLE)
     assert await _bot_texts(customer_api) == [reply["plain_text"]]

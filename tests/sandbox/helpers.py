@@ -11,6 +11,9 @@ from aiogram.client.telegram import TelegramAPIServer
 
 from supportbot.sandbox import SandboxServer, start_server
 
+#: The token the sandbox tests' bot uses (a well-formed one that is not the product's sandbox token).
+TOKEN = "123456789:SANDBOX-test_token_0123456789abcdef"
+
 
 @asynccontextmanager
 async def running_sandbox(token: str) -> AsyncIterator[SandboxServer]:

@@ -36,9 +36,8 @@ from aiogram.types import (
 from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer
 from supportbot.sandbox.server import EntityParseError, parse_html, parse_markdown_v2
 
-from .helpers import bot_for, close_bot, running_sandbox
+from .helpers import TOKEN, close_bot
 
-TOKEN = "123456789:SANDBOX-test_token_0123456789abcdef"
 USER = 4242
 
 
@@ -46,18 +45,6 @@ def keyboard(*pairs: tuple[str, str]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[[InlineKeyboardButton(text=t, callback_data=d)] for t, d in pairs]
     )
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SandboxServer]:
-    async with running_sandbox(TOKEN) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def bot(server: SandboxServer) -> AsyncIterator[Bot]:
-    async with bot_for(server, TOKEN) as bot:
-        yield bot
 
 
 @pytest.fixture

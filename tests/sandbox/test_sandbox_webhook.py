@@ -14,15 +14,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiohttp import web
 
 from supportbot.sandbox import SandboxClient, SandboxError, SandboxServer
 
-from .helpers import bot_for, running_sandbox
-
-TOKEN = "123456789:SANDBOX-test_token_0123456789abcdef"
 USER = 4343
 SECRET = "s3cret_token-for-the-webhook"
 
@@ -60,18 +56,6 @@ async def _serve(receiver: Receiver, port: int = 0) -> web.AppRunner:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
     return runner
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[SandboxServer]:
-    async with running_sandbox(TOKEN) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def bot(server: SandboxServer) -> AsyncIterator[Bot]:
-    async with bot_for(server, TOKEN) as bot:
-        yield bot
 
 
 @pytest.fixture
