@@ -119,9 +119,10 @@ def check_models(registry: ModelRegistry | None = None) -> dict[str, Any]:
 
 
 def configured_broker_url() -> str | None:
-    from supportbot.config import get_settings
+    """The broker this process was configured with (read once by Django's settings module)."""
+    from django.conf import settings
 
-    return get_settings().tasks.broker_url
+    return getattr(settings, "SUPPORTBOT_BROKER_SECRET_URL", None)
 
 
 def check_health(*, broker_url: str | None = _UNSET, registry: ModelRegistry | None = None,

@@ -19,6 +19,9 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 SECRET_KEY = _cfg.secret_key()
 DEBUG = _cfg.debug
 ALLOWED_HOSTS = _cfg.hosts
+#: The task queue's broker (``CELERY_BROKER_URL``), for the health check of every process
+#: (``ops/health.py``); None: jobs run in-process.
+SUPPORTBOT_BROKER_SECRET_URL = _cfg.tasks.broker_url  # "SECRET": hidden on error pages
 
 INSTALLED_APPS = [
     "django.contrib.admin",
