@@ -481,13 +481,17 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
 
+#: Settings whose values never appear in an error message (they are, or may contain, secrets).
+_NEVER_ECHOED = ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY", "CELERY_BROKER_URL",
+                 "TELEGRAM_WEBHOOK_SECRET", "SEND_LIMITS_REDIS_URL")
+
+
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         name = "_".join(str(p) for p in item["loc"]).upper() or "settings"
         lines.append(f"{name}: {item['msg']} (got {item.get('input')!r})"
-                     if name not in ("TELEGRAM_BOT_TOKEN", "DJANGO_SECRET_KEY", "OPENAI_API_KEY", "CELERY_BROKER_URL",
-                                     "TELEGRAM_WEBHOOK_SECRET")
+                     if name not in _NEVER_ECHOED
                      else f"{name}: {item['msg']}")
     return "bad configuration:\n  " + "\n  ".join(lines)
 

@@ -35,9 +35,13 @@ def test_bad_value_names_the_variable(monkeypatch, variable, value):
     assert variable in str(info.value)
 
 
-def test_token_never_appears_in_errors(monkeypatch):
-    _env(monkeypatch, TELEGRAM_BOT_TOKEN="secret-but-malformed")
-    with pytest.raises(ConfigError) as info:
+@pytest.mark.parametrize(("variable", "value"), [
+    ("TELEGRAM_BOT_TOKEN", "secret-but-malformed"),
+    ("SEND_LIMITS_REDIS_URL", "http://user:secret-but-malformed@127.0.0.1:6379/0"),
+])
+def test_secrets_never_appear_in_errors(monkeypatch, variable, value):
+    _env(monkeypatch, **{variable: value})
+    with pytest.raises(ConfigError, match=variable) as info:
         load_settings()
     assert "secret-but-malformed" not in str(info.value)
 
