@@ -29,7 +29,8 @@ async def starting_bot(sandbox, sample_faq, tmp_path, monkeypatch):
     from supportbot.bot.runner import BotApp
 
     cfg = Settings(_env_file=None, supportbot_data_dir=tmp_path / "data", supportbot_model_dir=tmp_path / "models",
-                   local_llm_enabled=True, api_llm_enabled=False, local_llm_timeout=3)
+                   local_llm_enabled=True, api_llm_enabled=False, local_llm_timeout=3,
+                   llm_answer_mode="answer")  # the LLM step in the customer's path (draft mode hands over first)
     app = BotApp(token=SANDBOX_BOT_TOKEN, api_url=sandbox.url, default_language="en", polling_timeout=1,
                  outbox_interval=0.2, warm_up_speech=True, warm_up_llm=True, parts=Process(cfg))
     started = time.monotonic()

@@ -149,7 +149,8 @@ async def test_a_worker_killed_mid_answer_has_its_task_redelivered_and_answered_
     api = await FakeOpenAI(answer="Up to 30 kg each.", token_delay=1.5).start()
     llm = {"API_LLM_ENABLED": "true", "OPENAI_BASE_URL": api.url, "OPENAI_API_KEY": "sk-test",
            "API_LLM_TIMEOUT": "8", "API_LLM_RETRIES": "0", "VOICE_MAX_SECONDS": "1",
-           "CELERY_VISIBILITY_MARGIN_SECONDS": "3"}  # visibility timeout 1 + 8 + 3 = 12 s
+           "CELERY_VISIBILITY_MARGIN_SECONDS": "3",  # visibility timeout 1 + 8 + 3 = 12 s
+           "LLM_ANSWER_MODE": "answer"}  # the answer itself is the slow part (draft mode hands over first)
     env = worker_env(sandbox_port=sandbox.port, broker=redis_broker, data_dir=tmp_path / "w", **llm)
     first = WorkerProcess(env, tmp_path / "worker1.log")
     second = None
