@@ -56,7 +56,7 @@ TEST_SETS = {"shop test": (ROOT / "bench" / "data" / "faq_match_test_shop.json",
 def features_for(path: Path, split: str, out: Path) -> None:
     """(In a child process.) Every question of the split through the matcher; writes its features."""
     from _common import fresh_django
-    from faq_match import build_index, load_bench
+    from faq_match import _slug, build_index, load_bench
 
     faq, queries, _ = load_bench(path, split, baseline=False)
     fresh_django("calibrate")
@@ -70,8 +70,6 @@ def features_for(path: Path, split: str, out: Path) -> None:
             rows.append({"gold": gold, "right": False, "empty": True})
             continue
         second = next((m.score for m in result.matches if m.key != best.key and m.language == best.language), None)
-        from faq_match import _slug
-
         rows.append({"gold": gold, "in_scope": gold is not None,
                      "right": gold is not None and best.key == _slug(gold),
                      "probability": best.probability, "specific": best.specific, "score": best.score,

