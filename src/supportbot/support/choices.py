@@ -22,6 +22,10 @@ class MessageSource(TextChoices):
     #: The bot's own reply to a greeting, thanks, "who are you"... (``supportbot.smalltalk``):
     #: not a notice like SYSTEM, not an answer to rate, never given to an LLM as history.
     SMALLTALK = "smalltalk", "Small talk"
+    #: "Did we solve your problem?" with rating buttons 1-5, recorded when an operator resolves
+    #: the ticket (``support.aftercare``): its own source so the buttons and the rating check
+    #: know it, and never an answer to rate or LLM history.
+    CSAT = "csat", "Rating question"
 
 
 #: Answers written by a language model (the hourly limit, the admin's model details).
