@@ -56,3 +56,10 @@ class NotAHelpfulFaqAnswer(DomainError):
 class AlreadyAPhrasing(DomainError):
     code = "already_a_phrasing"
     message = "This question is already one of the entry's phrasings (or has no text)."
+
+
+class CustomerHasOpenTicket(DomainError):
+    """One active ticket per customer: a closed ticket cannot reopen beside a newer open one."""
+
+    code = "customer_has_open_ticket"
+    message = "The customer has a newer open ticket; continue there instead of reopening this one."

@@ -42,9 +42,14 @@ class Ticket(models.Model):
         OPEN = "open", "Open"
         WITH_OPERATOR = "with_operator", "With operator"
         ANSWERED = "answered", "Answered"
+        #: An operator solved it: the customer is asked for a rating (CSAT), the bot answers again,
+        #: and a message within ``REOPEN_WINDOW_HOURS`` reopens this ticket instead of a new one.
+        RESOLVED = "resolved", "Resolved"
         CLOSED = "closed", "Closed"
 
     ACTIVE = (Status.OPEN, Status.WITH_OPERATOR, Status.ANSWERED)
+    #: Tickets a person must act on: the queue shows these first, longest waiting first.
+    WAITING = (Status.WITH_OPERATOR,)
 
     user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="tickets")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
@@ -55,6 +60,20 @@ class Ticket(models.Model):
     waiting_notice_sent = models.BooleanField(
         default=False, help_text="The customer was told a person will reply (sent once per hand-over)"
     )
+    # The operator desk: who owns the ticket, since when the customer waits for a person.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_tickets", help_text="The operator who took the ticket",
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="Since when the customer waits for a person (cleared by an operator's reply)",
+    )
+    overdue_notified_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the operators were last reminded that this ticket waits too long",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -93,6 +112,9 @@ class TicketStatusChange(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.old_status or '—'} → {self.new_status} ({self.get_actor_display()}): {self.reason[:60]}"
 
 
 class FaqEntry(models.Model):
@@ -161,6 +183,74 @@ class KnowledgeVersion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
 
+class InternalNote(models.Model):
+    """An operator's note on a ticket: for the team, never sent to the customer."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class CannedReply(models.Model):
+    """A reply operators insert with a shortcut (``/shortcut``), one text per language."""
+
+    shortcut = models.SlugField(max_length=50, help_text="Typed as /shortcut in the reply box")
+    language = models.CharField(max_length=8, choices=Language.choices, default=Language.EN)
+    title = models.CharField(max_length=100)
+    text = models.TextField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "canned replies"
+        ordering = ["shortcut", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["shortcut", "language"], name="one_canned_reply_per_language")
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut} [{self.language}] {self.title}"
+
+
+class OperatorAccount(models.Model):
+    """An operator's Telegram account (the operators' group desk): who wrote in a topic."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="telegram_account")
+    telegram_user_id = models.BigIntegerField(unique=True)
+    telegram_username = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} = Telegram {self.telegram_user_id}"
+
+
+class ForumTopic(models.Model):
+    """The customer's topic in the operators' forum group (``OPERATOR_CHAT_ID``), reused for
+    their later tickets; recreated when deleted by hand."""
+
+    customer = models.OneToOneField(TelegramUser, on_delete=models.CASCADE, related_name="forum_topic")
+    chat_id = models.BigIntegerField()
+    message_thread_id = models.BigIntegerField()
+    name = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["chat_id", "message_thread_id"], name="one_customer_per_topic")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (topic {self.message_thread_id})"
+
+
 class MessageQuerySet(models.QuerySet):
     def stuck(self, *, lease: timedelta, now: datetime | None = None) -> MessageQuerySet:
         """Messages a bot worker claimed for sending longer than ``lease`` ago and never
@@ -174,6 +264,9 @@ class Message(models.Model):
     class Direction(models.TextChoices):
         IN = "in", "From customer"
         OUT = "out", "To customer"
+        #: A copy posted into the operators' group topic (``OPERATOR_CHAT_ID``): not part of the
+        #: customer's conversation, delivered through the same path to ``chat_id``/``message_thread_id``.
+        DESK = "desk", "To operators' group"
 
     class Kind(models.TextChoices):
         TEXT = "text", "Text"
@@ -198,7 +291,7 @@ class Message(models.Model):
     objects = MessageQuerySet.as_manager()
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
-    direction = models.CharField(max_length=3, choices=Direction.choices)
+    direction = models.CharField(max_length=4, choices=Direction.choices)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEXT)
     text = models.TextField(blank=True)
     telegram_message_id = models.BigIntegerField(null=True, blank=True)
@@ -232,6 +325,10 @@ class Message(models.Model):
     delivery_parts_sent = models.PositiveSmallIntegerField(
         default=0, help_text="Parts of a long text (over 4,096 characters) already delivered"
     )
+    # Where a DESK message goes (the operators' group and the ticket's topic); None for the
+    # customer's own chat.
+    chat_id = models.BigIntegerField(null=True, blank=True, help_text="Target chat, when not the customer's")
+    message_thread_id = models.BigIntegerField(null=True, blank=True, help_text="Forum topic of the target chat")
     quote_reply = models.BooleanField(
         default=False, help_text="Sent in Telegram as a reply quoting the customer's message"
     )
@@ -293,6 +390,26 @@ class Feedback(models.Model):
         verbose_name_plural = "feedback"
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["message"], name="one_feedback_per_answer")]
+
+
+class CsatRating(models.Model):
+    """The customer's rating after an operator resolved the ticket (1-5), answering the
+    rating question (``question``, one rating per question)."""
+
+    question = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="csat")
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="ratings")
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="ratings", help_text="The operator who resolved the ticket")
+    score = models.PositiveSmallIntegerField(help_text="1 (bad) to 5 (excellent)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "CSAT rating"
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(score__gte=1) & Q(score__lte=5), name="csat_score_1_to_5")]
+
+    def __str__(self) -> str:
+        return f"ticket #{self.ticket_id}: {self.score}/5"
 
 
 class UpdateClaim(models.Model):

@@ -19,6 +19,7 @@ from django.utils.text import slugify
 
 from supportbot.support.errors import (
     AlreadyAPhrasing,
+    CustomerHasOpenTicket,
     EmptyReply,
     NoQuestionBeforeAnswer,
     NotAHelpfulFaqAnswer,
@@ -113,12 +114,20 @@ def change_status(
         return False
     old = ticket.status
     ticket.status = new_status
-    fields = ["status", "updated_at"]
+    fields = ["status", "updated_at", "waiting_since"]
+    now = timezone.now()
     if new_status == Ticket.Status.WITH_OPERATOR:
-        ticket.handed_over_at = timezone.now()
+        ticket.handed_over_at = now
         fields.append("handed_over_at")
+        # The customer waits for a person from now (the queue's order and its "waiting" time).
+        ticket.waiting_since = ticket.waiting_since or now
+    else:
+        ticket.waiting_since = None
+    if new_status == Ticket.Status.RESOLVED:
+        ticket.resolved_at = now
+        fields.append("resolved_at")
     if new_status == Ticket.Status.CLOSED:
-        ticket.closed_at = timezone.now()
+        ticket.closed_at = now
         fields.append("closed_at")
     ticket.save(update_fields=fields)
     TicketStatusChange.objects.create(
@@ -348,6 +357,61 @@ def close_ticket(*, ticket: Ticket, operator=None, reason: str = "closed by oper
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         actor = TicketStatusChange.Actor.OPERATOR if operator else TicketStatusChange.Actor.SYSTEM
         return change_status(ticket=ticket, new_status=Ticket.Status.CLOSED, actor=actor, reason=reason,
+                             operator=operator)
+
+
+class TakeOutcome(str, Enum):
+    TAKEN = "taken"
+    ALREADY_YOURS = "already_yours"
+    TAKEN_BY_OTHER = "taken_by_other"
+    CLOSED = "closed"
+
+
+def take_ticket(*, ticket_id: int, operator) -> tuple[TakeOutcome, Ticket]:
+    """Assign the ticket to ``operator``. Of two operators taking it at once exactly one wins:
+    the assignment is one conditional UPDATE (``assignee IS NULL``); the other is told who has it.
+    The customer sees nothing of this."""
+    now = timezone.now()
+    won = Ticket.objects.filter(pk=ticket_id, assignee__isnull=True).exclude(
+        status=Ticket.Status.CLOSED).update(assignee=operator, assigned_at=now)
+    ticket = Ticket.objects.select_related("assignee", "user").get(pk=ticket_id)
+    if won:
+        TicketStatusChange.objects.create(
+            ticket=ticket, old_status=ticket.status, new_status=ticket.status,
+            actor=TicketStatusChange.Actor.OPERATOR, changed_by=operator, reason="taken by operator")
+        return TakeOutcome.TAKEN, ticket
+    if ticket.status == Ticket.Status.CLOSED:
+        return TakeOutcome.CLOSED, ticket
+    if ticket.assignee_id == getattr(operator, "pk", None):
+        return TakeOutcome.ALREADY_YOURS, ticket
+    return TakeOutcome.TAKEN_BY_OTHER, ticket
+
+
+def resolve_ticket(*, ticket: Ticket, operator=None, reason: str = "resolved by operator") -> bool:
+    """The operator solved the customer's problem: the ticket is resolved (the bot answers
+    that customer automatically again). Returns False when it already was, or is closed."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        if ticket.status == Ticket.Status.CLOSED:
+            return False
+        actor = TicketStatusChange.Actor.OPERATOR if operator else TicketStatusChange.Actor.SYSTEM
+        return change_status(ticket=ticket, new_status=Ticket.Status.RESOLVED, actor=actor, reason=reason,
+                             operator=operator)
+
+
+def reopen_ticket(*, ticket: Ticket, operator=None, reason: str = "reopened by operator") -> bool:
+    """Reopen a resolved or closed ticket for a person (with operator). A closed ticket reopens
+    only while the customer has no other open ticket (one active ticket per customer): raises
+    :class:`CustomerHasOpenTicket` otherwise."""
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        if ticket.status not in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED):
+            return False
+        if ticket.status == Ticket.Status.CLOSED and Ticket.objects.filter(
+                user_id=ticket.user_id).exclude(status=Ticket.Status.CLOSED).exists():
+            raise CustomerHasOpenTicket()
+        actor = TicketStatusChange.Actor.OPERATOR if operator else TicketStatusChange.Actor.CUSTOMER
+        return change_status(ticket=ticket, new_status=Ticket.Status.WITH_OPERATOR, actor=actor, reason=reason,
                              operator=operator)
 
 
