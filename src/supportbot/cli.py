@@ -388,14 +388,14 @@ def cmd_set_webhook(args) -> int:
 # -- task queue (docs/task-queue.md) ---------------------------------------------------------
 def cmd_worker(args) -> int:
     """A Celery worker: takes updates (speech, LLM answers), re-indexing and delivery off the bot."""
-    from supportbot.tasks.worker import BrokerUnreachable, run_worker
+    from supportbot.tasks.worker import CannotStart, run_worker
 
     if args.concurrency is not None and not 1 <= args.concurrency <= 64:
         print("--concurrency must be between 1 and 64.", file=sys.stderr)
         return 2
     try:
         return run_worker(_settings(), concurrency=args.concurrency, warm_up=not args.lazy_models)
-    except BrokerUnreachable as exc:
+    except CannotStart as exc:  # no broker, a dead one, or WORKER_HTTP_PORT taken
         print(f"supportbot worker: {exc}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
@@ -61,6 +61,11 @@ DELIVERIES = Counter("supportbot_deliveries", "Send attempts of outgoing message
 METRICS: tuple[Collector, ...] = (UPDATES, ANSWERS, STAGE_SECONDS, LLM_SECONDS, LLM_FIRST_TOKEN_SECONDS,
                                   SPEECH_SECONDS, SPEECH_AUDIO_SECONDS, DELIVERIES)
 
+#: Reminders that a ticket waits for a person longer than OVERDUE_MINUTES (support.aftercare).
+OVERDUE_TICKETS = Counter("supportbot_overdue_tickets", "Tickets re-notified as waiting too long for a person",
+                          registry=None)
+METRICS = (*METRICS, OVERDUE_TICKETS)
+
 # Telegram's send limits (supportbot.bot.limits): time sends waited for their slot, and 429s,
 # by scope: chat (one chat paused) or bot (429s on several chats: the whole bot paused).
 SEND_LIMIT_WAIT_SECONDS = Histogram("supportbot_send_limit_wait_seconds",
@@ -69,6 +74,18 @@ SEND_LIMIT_WAIT_SECONDS = Histogram("supportbot_send_limit_wait_seconds",
 TELEGRAM_RATE_LIMITED = Counter("supportbot_telegram_rate_limited", "429 answers from Telegram, by scope",
                                 ["scope"], registry=None)
 METRICS = (*METRICS, SEND_LIMIT_WAIT_SECONDS, TELEGRAM_RATE_LIMITED)
+
+# The task queue's workers (``supportbot worker``, WORKER_HTTP_PORT): each task a worker ran, by the
+# job's Celery name (supportbot.handle_update, supportbot.reindex) and how it ended (ok, error), and
+# how long it ran (the job itself, from the thread taking it to its end).
+TASKS = Counter("supportbot_tasks", "Celery tasks run by this worker, by task and outcome",
+                ["task", "outcome"], registry=None)
+TASK_SECONDS = Histogram("supportbot_task_seconds", "Seconds a Celery task ran on this worker",
+                         ["task"], buckets=STAGE_BUCKETS, registry=None)
+#: Tasks running now on this worker (its threads busy with a job).
+TASKS_RUNNING = Gauge("supportbot_tasks_running", "Celery tasks running on this worker now",
+                      registry=None, multiprocess_mode="livesum")
+METRICS = (*METRICS, TASKS, TASK_SECONDS, TASKS_RUNNING)
 
 #: The Celery queues whose depth is reported (``supportbot_task_queue_depth``): the one queue
 #: every job goes to (``supportbot.tasks.app.QUEUE``; not imported here: that imports Celery).

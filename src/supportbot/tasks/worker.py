@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -34,8 +35,12 @@ from supportbot.tasks.jobs import Job
 log = logging.getLogger(__name__)
 
 
-class BrokerUnreachable(Exception):
-    """``supportbot worker`` cannot start: no broker configured, or it does not answer."""
+class CannotStart(Exception):
+    """``supportbot worker`` cannot start (the message says why, for one line on stderr)."""
+
+
+class BrokerUnreachable(CannotStart):
+    """No broker configured, or it does not answer."""
 
 
 class WorkerParts:
@@ -50,6 +55,7 @@ class WorkerParts:
         self._thread = threading.Thread(target=self.loop.run_forever, name="supportbot-tasks-loop", daemon=True)
         self._thread.start()
         self._background: list[asyncio.Task] = []
+        self._http: Any = None  # the /healthz + /metrics server (aiohttp AppRunner), WORKER_HTTP_PORT
         self.app = self._call(self._start())
 
     def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -81,6 +87,15 @@ class WorkerParts:
             if app.pipeline.llm is not None and app.pipeline.llm.local is not None:
                 self._background.append(
                     asyncio.create_task(_warm_up_local_llm(app.pipeline.llm.local), name="llm-warm-up"))
+        if cfg.worker_http_port:  # /healthz and /metrics (task counts and timings) for Prometheus
+            from supportbot.ops import http as ops_http
+
+            try:
+                self._http = await ops_http.start_server(cfg.worker_http_host, cfg.worker_http_port)
+            except OSError as exc:
+                raise CannotStart(f"cannot serve /healthz and /metrics on {cfg.worker_http_host}:"
+                                  f"{cfg.worker_http_port} (WORKER_HTTP_HOST, WORKER_HTTP_PORT): "
+                                  f"{exc.strerror or exc}") from None
         log.info("worker ready: FAQ index of %d texts for %d entries", app.pipeline.index.size,
                  app.pipeline.index.entry_count)
         return app
@@ -94,15 +109,23 @@ class WorkerParts:
         return self.app.bot
 
     def run(self, job: Job, args: tuple) -> Any:
-        """Run a job for a task (called in a task thread; waits for it)."""
+        """Run a job for a task (called in a task thread; waits for it). Counted and timed in
+        ``supportbot_tasks`` / ``supportbot_task_seconds`` (served on WORKER_HTTP_PORT)."""
         from django.db import close_old_connections
 
+        from supportbot.ops.metrics import TASK_SECONDS, TASKS, TASKS_RUNNING
+
         close_old_connections()
+        started, outcome = time.perf_counter(), "error"
+        TASKS_RUNNING.inc()
         try:
-            if job.on_loop:
-                return self._call(job.run(self, *args, repeatable=True))
-            return job.run(*args)
+            result = self._call(job.run(self, *args, repeatable=True)) if job.on_loop else job.run(*args)
+            outcome = "ok"
+            return result
         finally:
+            TASKS_RUNNING.dec()
+            TASKS.labels(job.name, outcome).inc()
+            TASK_SECONDS.labels(job.name).observe(time.perf_counter() - started)
             close_old_connections()
 
     def close(self) -> None:
@@ -112,6 +135,8 @@ class WorkerParts:
             for task in self._background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if self._http is not None:
+                await self._http.cleanup()
             self.app.speech.close()
             await self.app.bot.session.close()
 
