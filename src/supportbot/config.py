@@ -271,6 +271,9 @@ class Settings(BaseSettings):
     #: `supportbot bot` (polling) serves GET /healthz and /metrics here; port 0: not at all.
     bot_http_host: str = "127.0.0.1"
     bot_http_port: int = Field(default=0, ge=0, le=65535)
+    #: `supportbot worker` (Celery) serves GET /healthz and /metrics (task counts, timings) here; 0: off.
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = Field(default=0, ge=0, le=65535)
     #: `supportbot web`: uvicorn worker processes (1: one process, in the CLI's own event loop).
     web_workers: int = Field(default=1, ge=1, le=64)
 
@@ -306,9 +309,6 @@ class Settings(BaseSettings):
         margin (the sends, the FAQ match)."""
         slowest = float(self.voice_max_seconds)
         if self.local_llm_enabled:
-    #: `supportbot worker` (Celery) serves GET /healthz and /metrics (task counts, timings) here; 0: off.
-    worker_http_host: str = "127.0.0.1"
-    worker_http_port: int = Field(default=0, ge=0, le=65535)
             slowest += self.local_llm_timeout
         if self.api_llm_enabled:
             slowest += self.api_llm_timeout * (self.api_llm_retries + 1)
