@@ -213,7 +213,8 @@ class ConversationService:
             # LLM_ANSWER_MODE=draft: the customer is told at once; the model drafts for the operator after.
             if flush is not None:
                 await flush(outcome)
-            drafted = await self.pipeline.draft(text, language=language, conversation=conversation)
+            drafted = await self.pipeline.draft(text, language=language, conversation=conversation,
+                                                matches=answer.draft_matches)
             await in_worker_thread(services.attach_draft)(
                 ticket_id=incoming.ticket_id, draft_answer=drafted.draft or "", reason=drafted.reason)
             answer.draft, answer.steps, answer.context = drafted.draft, drafted.steps, drafted.context

@@ -66,6 +66,9 @@ class Answer:
     draft: str | None = None
     #: ``defer_draft``: the LLM step was left for :meth:`AnswerPipeline.draft`, after the hand-over.
     draft_pending: bool = False
+    #: With ``draft_pending``: the FAQ search's matches, so the draft grounds itself in them
+    #: instead of searching the FAQ a second time.
+    draft_matches: list[EntryMatch] = field(default_factory=list, repr=False)
 
     @property
     def answered(self) -> bool:
@@ -177,6 +180,7 @@ class AnswerPipeline:
             answer.reason = ("empty FAQ" if best is None else "no confident FAQ match") if use_faq else "FAQ skipped"
             if defer_draft and self.llm is not None and self.llm.answer_mode == "draft" and result.question:
                 answer.draft_pending = True
+                answer.draft_matches = result.matches
             elif self.llm is not None and result.question:
                 with metrics.timed("llm"):
                     await self._ask_llm(answer, question, result.matches, language, conversation, stream)
@@ -189,16 +193,19 @@ class AnswerPipeline:
         return await loop.run_in_executor(_search_pool(), functools.partial(self.index.search, question, k=k))
 
     async def draft(self, question: str, *, language: str | None = None,
-                    conversation: Conversation | None = None) -> Answer:
+                    conversation: Conversation | None = None,
+                    matches: list[EntryMatch] | None = None) -> Answer:
         """The LLM step alone, for a question already handed over (``LLM_ANSWER_MODE=draft``):
         ``answer.draft`` is the fact-checked answer for the operator, or None (``answer.reason``
-        says why)."""
+        says why). ``matches``: the FAQ search :meth:`answer` already made for this question
+        (``Answer.draft_matches``); without them the FAQ is searched here."""
         answer = Answer(source=Source.HANDOVER)
         if self.llm is None:
             return answer
-        result = await self._search(question, 4 * self.llm.context_entries)
+        if matches is None:
+            matches = (await self._search(question, 4 * self.llm.context_entries)).matches
         with metrics.timed("llm"):
-            await self._ask_llm(answer, question, result.matches, language, conversation, None)
+            await self._ask_llm(answer, question, matches, language, conversation, None)
         answer.reason = answer.reason.removeprefix("; ")
         return answer
 

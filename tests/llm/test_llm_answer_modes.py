@@ -219,10 +219,14 @@ async def test_draft_mode_tells_the_customer_before_the_model_writes(fake, sampl
     async def flush(outcome):
         flushed.append(([m.text for m in outcome.messages], len(answerer.calls)))
 
+    searches = []
+    search = service.pipeline.index.search
+    service.pipeline.index.search = lambda question, k: searches.append(question) or search(question, k=k)
     outcome = await service.ask(ALICE, ASKED, language="en", use_faq=False, flush=flush)
     [(texts, calls_before)] = flushed
     assert calls_before == 0 and len(texts) == 1 and "operator" in texts[0]
     assert len(answerer.calls) == 1 and outcome.answer is not None and outcome.answer.draft == SAMPLE_ANSWER
+    assert searches == [ASKED]  # the draft is grounded in the search the answer step made, not a second one
     _ticket, _out, change = await _log(ALICE)
     assert change.draft_answer == SAMPLE_ANSWER and "draft kept for the operator" in change.reason
     assert change.reason.startswith("FAQ skipped; ")
