@@ -18,6 +18,7 @@ from aiohttp import web
 from supportbot.sandbox.errors import BotApiError, bad_request
 from supportbot.sandbox.faults import DEFAULT_DELAY, DEFAULT_RETRY_AFTER, ERROR_DESCRIPTIONS, Fault
 from supportbot.sandbox.formatting import MAX_MESSAGE_LENGTH, ParsedText, parse_text, utf16_len
+from supportbot.sandbox.forum import ForumMethods, SandboxGroup
 from supportbot.sandbox.params import Params, markup_key, read_params, read_reply_markup
 from supportbot.sandbox.state import SandboxChat, SandboxState, StoredMessage, now
 from supportbot.sandbox.webhook import WebhookPusher, local_http_allowed
@@ -90,6 +91,8 @@ class BotApi:
             "sendChatAction": self.send_chat_action,
             "getFile": self.get_file,
         }
+        self.forum = ForumMethods(state)  # forum supergroups: topics, sending into them (forum.py)
+        self.methods.update(self.forum.methods())
         # Telegram matches method names case-insensitively.
         self._by_lower_name = {name.lower(): name for name in self.methods}
 
@@ -311,7 +314,7 @@ class BotApi:
             raise bad_request("message is too long")
         return text, parsed
 
-    def _reply_target(self, params: Params, chat: SandboxChat) -> int | None:
+    def _reply_target(self, params: Params, chat: SandboxChat | SandboxGroup) -> int | None:
         reply = params.obj("reply_parameters")
         if isinstance(reply, dict):
             target = reply.get("message_id")
@@ -331,6 +334,9 @@ class BotApi:
         return message.message_id
 
     async def send_message(self, params: Params) -> dict[str, Any]:
+        group = self.forum.group_of(params)
+        if group is not None:
+            return await self._send_to_group(group, params)
         chat = self._chat(params, sending=True)
         text, parsed = self._parsed_text(params)
         markup = read_reply_markup(params)
@@ -351,6 +357,20 @@ class BotApi:
         )
         await self.state.notify()
         return self.state.message_to_telegram(message)
+
+    async def _send_to_group(self, group: SandboxGroup, params: Params) -> dict[str, Any]:
+        text, parsed = self._parsed_text(params)
+        markup = read_reply_markup(params)
+        message = await self.forum.send_message(group, params, {
+            "text": text,
+            "parse_mode": params.string("parse_mode"),
+            "parsed": parsed,
+            "reply_markup": markup,
+            "reply_to_message_id": self._reply_target(params, group),
+            "disable_notification": params.flag("disable_notification"),
+        })
+        await self.state.notify()
+        return self.state.forum.message_to_telegram(self.state, group, message)
 
     async def edit_message_text(self, params: Params) -> dict[str, Any]:
         message = self._message_to_edit(params)

@@ -267,6 +267,79 @@ class SandboxClient:
         """Limits off, counts forgotten."""
         await self._request("DELETE", "limits")
 
+    # -- forum groups (the operators' group desk; see supportbot.sandbox.forum) ----------
+    async def create_group(self, title: str, *, chat_id: int | None = None, is_forum: bool = True,
+                           bot_can_manage_topics: bool = True) -> dict[str, Any]:
+        """A supergroup with the bot as administrator; returns ``{"chat": {...}, "topics": [...]}``."""
+        body: dict[str, Any] = {"title": title, "is_forum": is_forum, "bot_can_manage_topics": bot_can_manage_topics}
+        if chat_id is not None:
+            body["chat_id"] = chat_id
+        result: dict[str, Any] = await self._request("POST", "groups", json=body)
+        return result
+
+    async def topics(self, chat_id: int) -> list[dict[str, Any]]:
+        """The group's topics: ``message_thread_id``, ``name``, ``closed``, ``deleted``..."""
+        payload = await self._request("GET", f"groups/{chat_id}/topics")
+        return list(payload["topics"])
+
+    async def delete_topic(self, chat_id: int, thread_id: int) -> dict[str, Any]:
+        """Delete a topic by hand, as a group administrator would in the app."""
+        result: dict[str, Any] = await self._request("DELETE", f"groups/{chat_id}/topics/{thread_id}")
+        return result
+
+    async def send_group_text(self, chat_id: int, user: dict[str, Any], text: str, *,
+                              thread_id: int | None = None, reply_to_message_id: int | None = None) -> dict[str, Any]:
+        """A group member (``user``: ``id``, ``first_name``, ``username``...) writes into the
+        topic ``thread_id``; returns ``{"message": <Message>, "update_id": N}``."""
+        body: dict[str, Any] = {"user": user, "text": text}
+        return await self._group_post(chat_id, body, thread_id, reply_to_message_id)
+
+    async def send_group_sticker(self, chat_id: int, user: dict[str, Any], *, emoji: str = "👍",
+                                 thread_id: int | None = None) -> dict[str, Any]:
+        return await self._group_post(chat_id, {"user": user, "sticker": {"emoji": emoji}}, thread_id, None)
+
+    async def _group_post(self, chat_id: int, body: dict[str, Any], thread_id: int | None,
+                          reply_to: int | None) -> dict[str, Any]:
+        if thread_id is not None:
+            body["message_thread_id"] = thread_id
+        if reply_to is not None:
+            body["reply_to_message_id"] = reply_to
+        result: dict[str, Any] = await self._request("POST", f"groups/{chat_id}/messages", json=body)
+        return result
+
+    async def group_messages(self, chat_id: int, *, thread_id: int | None = None, after: int = 0
+                             ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"after": after}
+        if thread_id is not None:
+            params["thread"] = thread_id
+        payload = await self._request("GET", f"groups/{chat_id}/messages", params=params)
+        return list(payload["messages"])
+
+    async def wait_for_group_message(self, chat_id: int, *, thread_id: int | None = None, after: int = 0,
+                                     predicate: MessagePredicate | None = None,
+                                     timeout: float = 10.0) -> dict[str, Any]:
+        """Wait for a (not deleted) bot text message in the group (in one topic, given
+        ``thread_id``) newer than ``after`` matching ``predicate``; ``TimeoutError`` shows the group."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for message in await self.group_messages(chat_id, thread_id=thread_id, after=after):
+                if (message["from"] == "bot" and message["kind"] == "text" and not message["deleted"]
+                        and (predicate is None or predicate(message))):
+                    return message
+            if loop.time() >= deadline:
+                transcript = format_transcript(await self.group_messages(chat_id))
+                raise TimeoutError(
+                    f"no matching bot message after #{after} in group {chat_id}"
+                    f"{f' topic {thread_id}' if thread_id is not None else ''} within {timeout:g}s; "
+                    f"transcript:\n{transcript}"
+                )
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    async def requeue_update(self, update_id: int) -> None:
+        """Polling: getUpdates hands this update out once more (Telegram's redelivery)."""
+        await self._request("POST", f"updates/{update_id}/requeue")
+
     # -- observing the bot ------------------------------------------------------------
     async def callback_answer(self, callback_id: str) -> dict[str, Any]:
         """``{"answered": bool, "text": ..., "show_alert": bool, ...}``."""

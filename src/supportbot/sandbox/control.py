@@ -317,6 +317,16 @@ class ControlApi:
         self.state.requests.clear()
         return _json_response(self.state.requests.to_json())
 
+    async def requeue(self, request: web.Request) -> web.Response:
+        """``POST /sandbox/api/updates/{update_id}/requeue``: getUpdates hands out an update it
+        handed out before once more (polling's redelivery; webhooks: ``.../redeliver``)."""
+        raw = request.match_info["update_id"]
+        if not raw.isascii() or not raw.isdigit():
+            raise ControlError(f"update_id must be a positive integer, got {raw!r}")
+        if not await self.state.requeue(int(raw)):
+            raise ControlError(f"update {raw} was never handed out by getUpdates", status=404)
+        return _json_response({"update_id": int(raw), "queued": 1})
+
     # -- building incoming messages --------------------------------------------------
     def _incoming_json(self, body: dict[str, Any]) -> _Incoming:
         kinds = [kind for kind in _JSON_KINDS if kind in body]

@@ -39,6 +39,7 @@ from supportbot.sandbox.formatting import (
     parse_markdown,
     parse_markdown_v2,
 )
+from supportbot.sandbox.forum import ForumControl
 from supportbot.sandbox.limits import LimitsApi
 from supportbot.sandbox.state import BOT_FIRST_NAME, BOT_USERNAME, SandboxState
 
@@ -101,6 +102,10 @@ def create_app(state: SandboxState | None = None, *, token: str) -> web.Applicat
     app.router.add_delete("/sandbox/api/faults", control.clear_faults)
     app.router.add_get("/sandbox/api/requests", control.request_counts)
     app.router.add_delete("/sandbox/api/requests", control.clear_request_counts)
+    # Forum supergroups (forum.py): the operators' group, its topics, members' messages.
+    ForumControl(state).routes(app)
+    # Polling: hand an update out again, as Telegram does when the bot's confirmation got lost.
+    app.router.add_post("/sandbox/api/updates/{update_id}/requeue", control.requeue)
     # Webhook delivery (webhook.py): redeliver an update the webhook already took, as Telegram may.
     app.router.add_post("/sandbox/api/updates/{update_id}/redeliver", bot_api.webhook.redeliver)
 

@@ -15,14 +15,17 @@ import itertools
 import mimetypes
 import secrets
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supportbot.sandbox.errors import BotApiError
 from supportbot.sandbox.faults import FaultRegistry
 from supportbot.sandbox.formatting import ParsedText
 from supportbot.sandbox.limits import SendLimits
+
+if TYPE_CHECKING:
+    from supportbot.sandbox.forum import ForumState
 
 __all__ = [
     "BOT_FIRST_NAME",
@@ -42,6 +45,7 @@ __all__ = [
 BOT_FIRST_NAME = "Sandbox Support Bot"
 BOT_USERNAME = "sandbox_support_bot"
 DEFAULT_CALLBACK_QUERY_TTL = 15.0  # seconds Telegram waits for answerCallbackQuery
+KEEP_FETCHED = 10_000  # updates remembered after getUpdates handed them out (requeue)
 
 # Update types Telegram delivers when getUpdates never named allowed_updates.
 _DEFAULT_EXCLUDED_UPDATES = frozenset(
@@ -101,6 +105,9 @@ class StoredMessage:
     edit_date: int | None = None
     edit_count: int = 0
     deleted: bool = False
+    # Groups (forum.py): the topic a message is in, and which member wrote it.
+    message_thread_id: int | None = None
+    from_user_id: int | None = None
 
     def inline_markup(self) -> dict[str, Any] | None:
         """The markup Telegram echoes back in Message objects: inline keyboards only."""
@@ -218,6 +225,10 @@ class SandboxState:
         self.faults = FaultRegistry()
         self.requests = RequestCounts()
         self.limits = SendLimits()  # Telegram's send limits, off unless switched on (limits.py)
+        self.forum: ForumState = _forum_state()  # forum supergroups and their topics (forum.py)
+        #: Updates getUpdates handed out lately, for ``POST /sandbox/api/updates/{id}/requeue``.
+        self.fetched: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._requeued: list[dict[str, Any]] = []
         # Update ids never repeat across sandbox restarts (Telegram's are unique per bot): the
         # bot claims each id once (UpdateClaim), so a restarted sandbox starting at 1 again would
         # have its updates dropped as duplicates for a day.
@@ -338,7 +349,8 @@ class SandboxState:
     def confirm(self, offset: int) -> None:
         """getUpdates' offset semantics: everything before ``offset`` is forgotten."""
         if offset > 0:
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
+            self.updates = [u for u in self.updates
+                            if u["update_id"] >= offset or any(u is r for r in self._requeued)]
         elif offset < 0:
             self.updates = self.updates[offset:]
 
@@ -368,7 +380,26 @@ class SandboxState:
                 "Conflict: terminated by other getUpdates request; "
                 "make sure that only one bot instance is running",
             )
-        return self._deliverable()[:limit]
+        handed_out = self._deliverable()[:limit]
+        for update in handed_out:
+            self.fetched[update["update_id"]] = update
+        while len(self.fetched) > KEEP_FETCHED:
+            self.fetched.popitem(last=False)
+        # A requeued update goes out once more, whatever the offset says; then it is forgotten.
+        self._requeued = [u for u in self._requeued if all(u is not h for h in handed_out)]
+        return handed_out
+
+    async def requeue(self, update_id: int) -> bool:
+        """Polling: hand an update out again (its confirmation got lost, as far as the bot can
+        tell: Telegram then delivers it once more). False when it was never handed out."""
+        update = self.fetched.get(update_id)
+        if update is None:
+            return False
+        copy = dict(update)
+        self._requeued.append(copy)
+        self.updates.append(copy)
+        await self.notify()
+        return True
 
     async def hold(self, seconds: float) -> bool:
         """Wait ``seconds`` (a held request); False when the sandbox closed meanwhile."""
@@ -419,3 +450,9 @@ def file_extension(file_name: str | None, mime_type: str) -> str:
     if file_name and "." in file_name:
         return "." + file_name.rsplit(".", 1)[1].lower()
     return _FOLDER_EXTENSIONS.get(mime_type) or mimetypes.guess_extension(mime_type) or ""
+
+
+def _forum_state() -> ForumState:
+    from supportbot.sandbox.forum import ForumState  # forum.py builds on this module
+
+    return ForumState()
