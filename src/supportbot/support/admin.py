@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import logging
 
-from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Exists, OuterRef
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.auth import get_user_model
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Substr
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from supportbot.support import services
 from supportbot.support import voice as voice_messages
+from supportbot.support.desk import (  # noqa: F401  (delivery_details, llm_details: used by tests and lists)
+    DeskViews,
+    add_as_phrasing_button,
+    delivery_details,
+    is_overdue,
+    llm_details,
+    person,
+    waiting_label,
+)
 from supportbot.support.errors import DomainError
 from supportbot.support.models import (
+    CannedReply,
     FaqEntry,
     FaqPhrasing,
     Feedback,
+    Language,
     Message,
     TelegramUser,
     Ticket,
-    TicketStatusChange,
 )
 
 log = logging.getLogger(__name__)
@@ -110,184 +123,141 @@ class TelegramUserAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "first_seen", "last_seen"]
 
 
-# -- tickets ----------------------------------------------------------------------------
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    can_delete = False
-    fk_name = "ticket"
-    ordering = ["created_at", "id"]
-    fields = readonly_fields = ("created_at", "direction", "kind", "source", "shown_text", "faq_entry", "score",
-                                "processing_ms", "delivery", "save_to_faq")
-    verbose_name_plural = "Thread"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description="text")
-    def shown_text(self, obj: Message):
-        text = format_html('<div style="white-space: pre-wrap; max-width: 40em">{}</div>', obj.text)
-        if obj.kind == Message.Kind.VOICE:  # how it was heard, and a player when the audio is kept
-            text = format_html("{}{}", text, voice_messages.voice_details(obj))
-        if obj.source in Message.LLM_SOURCES:
-            text = format_html("{}{}", text, llm_details(obj))
-        return text
-
-    @admin.display(description="delivery")
-    def delivery(self, obj: Message):
-        return delivery_details(obj)
-
-    def get_queryset(self, request):
-        helpful = Feedback.objects.filter(message=OuterRef("pk"), helpful=True)
-        return super().get_queryset(request).select_related("faq_entry").annotate(_helpful=Exists(helpful))
-
-    @admin.display(description="")
-    def save_to_faq(self, obj: Message):
-        if obj.source == Message.Source.FAQ and getattr(obj, "_helpful", False):
-            return add_as_phrasing_button(obj)
-        if obj.source != Message.Source.OPERATOR:
-            return ""
-        url = reverse("admin:support_message_save_to_faq", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Save to FAQ</a>', url)
-
-
-def llm_details(message: Message):
-    """For the admin thread: which model wrote an LLM answer, from which FAQ entries, how fast."""
-    facts = [message.llm_model or "model unknown"]
-    context = message.context_entries if isinstance(message.context_entries, list) else []
-    shown = []
-    for item in context:
-        if isinstance(item, dict):
-            key, score = item.get("key") or f"#{item.get('id', '?')}", item.get("score")
-            shown.append(f"{key} ({score:.2f})" if isinstance(score, (int, float)) else str(key))
-    facts.append("context: " + (", ".join(shown) if shown else "none"))
-    if message.prompt_tokens is not None or message.completion_tokens is not None:
-        def count(n):
-            return "?" if n is None else str(n)
-        facts.append(f"tokens: {count(message.prompt_tokens)} prompt, {count(message.completion_tokens)} completion")
-    if message.first_token_ms is not None:
-        facts.append(f"first token {message.first_token_ms} ms")
-    if message.llm_ms is not None:
-        facts.append(f"LLM {message.llm_ms} ms")
-    return format_html('<div class="help">🤖 {}</div>', format_html_join(" · ", "{}", ((f,) for f in facts)))
-
-
-def delivery_details(message: Message):
-    """For the admin thread: the delivery status, and what an operator must know about it.
-
-    Above all a reply whose bot stopped mid-send (outbox lease, ``services.requeue_abandoned``):
-    it was re-sent once and may have arrived twice, or, interrupted again, may not have arrived.
-    """
-    status = message.get_delivery_status_display() if message.delivery_status else ""
-    notes = []
-    if message.delivery_interrupted and message.delivery_status == Message.Delivery.FAILED:
-        notes.append("⚠ the bot stopped while sending it: it may or may not have arrived "
-                     "(ask the customer, or reply again)")
-    elif message.delivery_interrupted:
-        notes.append("⚠ may have arrived twice: the bot stopped while sending it, so it was re-sent once")
-    elif message.is_stuck(lease=services.outbox_lease()):
-        notes.append(f"⚠ stuck since {message.delivery_claimed_at:%Y-%m-%d %H:%M} UTC: the bot stopped while "
-                     "sending it; a running bot re-sends it once (it may arrive twice)")
-    if message.delivery_error and message.delivery_status != Message.Delivery.SENT:
-        notes.append(message.delivery_error)
-    if message.delivery_attempts:
-        n = message.delivery_attempts
-        notes.append(f"{n} {'earlier ' if message.delivery_status == Message.Delivery.SENT else ''}"
-                     f"attempt{'s' if n != 1 else ''} without a result")
-    if not notes:
-        return status or "—"
-    return format_html('{}<div class="help">{}</div>', status,
-                       format_html_join(mark_safe("<br>"), "{}", ((n,) for n in notes)))
-
-
-def add_as_phrasing_button(answer: Message):
-    """One click (a POST through the page's own form, CSRF token included) adds the
-    customer's question behind a Helpful FAQ answer to that entry as a phrasing."""
-    entry = answer.faq_entry
-    if services.question_to_add_as_phrasing(answer=answer) is None:
-        return format_html("✓ in FAQ “{}”", entry.key) if entry is not None else ""
-    assert entry is not None  # a phrasing to add belongs to an FAQ answer
-    url = reverse("admin:support_message_add_as_phrasing", args=[answer.pk])
-    return format_html(
-        '<button type="submit" class="button" formaction="{}" formmethod="post" formnovalidate '
-        'title="Add the customer\'s question to FAQ entry “{}” as another phrasing">'
-        "Add question as phrasing</button>", url, entry.key,
-    )
-
-
-class StatusChangeInline(admin.TabularInline):
-    model = TicketStatusChange
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("created_at", "old_status", "new_status", "actor", "changed_by", "reason",
-                                "draft_answer")
-    verbose_name_plural = "Status history"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class NeedsPersonFilter(admin.SimpleListFilter):
-    title = "needs a person"
-    parameter_name = "needs_person"
+# -- tickets: the queue (the list) and the conversation page (desk.py) --------------------------
+class LanguageFilter(admin.SimpleListFilter):
+    title = _("language")
+    parameter_name = "language"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Waiting for an operator")]
+        return [*Language.choices, ("other", _("Other"))]
 
     def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(status=Ticket.Status.WITH_OPERATOR)
-        return queryset
+        value = self.value()
+        if value is None:
+            return queryset
+        known = Q()
+        for code in Language.values:
+            known |= Q(user__language_code__iexact=code) | Q(user__language_code__istartswith=f"{code}-")
+        if value == "other":
+            return queryset.exclude(known)
+        if value not in Language.values:
+            raise IncorrectLookupParameters(f"unknown language {value!r}")
+        return queryset.filter(Q(user__language_code__iexact=value) | Q(user__language_code__istartswith=f"{value}-"))
 
 
-class TicketForm(forms.ModelForm):
-    reply = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        help_text="Your answer to the customer. The bot delivers it to Telegram once.",
-    )
+class AssigneeFilter(admin.SimpleListFilter):
+    title = _("assignee")
+    parameter_name = "assignee"
 
-    class Meta:
-        model = Ticket
-        fields: list[str] = []
+    def lookups(self, request, model_admin):
+        operators = get_user_model().objects.filter(assigned_tickets__isnull=False).distinct().order_by("username")
+        return [("mine", _("Mine")), ("none", _("Unassigned")), *((str(u.pk), person(u)) for u in operators)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == "mine":
+            return queryset.filter(assignee=request.user)
+        if value == "none":
+            return queryset.filter(assignee__isnull=True)
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"unknown assignee {value!r}")
+        return queryset.filter(assignee_id=int(value))
 
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
-    form = TicketForm
-    list_display = ["id", "user", "status", "message_count", "created_at", "updated_at"]
-    list_filter = ["status", NeedsPersonFilter]
-    list_select_related = ["user"]
+    """The queue: waiting tickets first, longest waiting first; then the rest, latest first.
+    A row opens the ticket as a conversation (``desk.DeskViews``)."""
+
+    list_display = ["id", "customer", "last_question", "waiting", "language", "last_answer_source", "assigned_to",
+                    "status"]
+    list_display_links = ["id", "customer"]
+    list_filter = ["status", LanguageFilter, AssigneeFilter]
+    list_select_related = ["user", "assignee"]
     search_fields = ["user__username", "user__first_name", "messages__text"]
-    raw_id_fields = ["user"]
-    readonly_fields = ["user", "status", "created_at", "updated_at", "handed_over_at", "closed_at"]
-    fieldsets = [(None, {"fields": ["user", "status", "created_at", "handed_over_at", "closed_at", "reply"]})]
-    inlines = [MessageInline, StatusChangeInline]
     actions = ["close_tickets"]
+    list_per_page = 50
+
+    class Media:
+        css = {"all": ["support/desk.css"]}
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_messages=Count("messages"))
+        rows = Message.objects.filter(ticket=OuterRef("pk")).order_by("-id")
+        question = rows.filter(direction=Message.Direction.IN).annotate(short=Substr("text", 1, 200))
+        answer = rows.filter(direction=Message.Direction.OUT, source__in=Message.AUTOMATIC_SOURCES)
+        return super().get_queryset(request).annotate(
+            _last_question=Subquery(question.values("short")[:1]),
+            _last_answer_source=Subquery(answer.values("source")[:1]),
+            _queue_rank=Case(When(status__in=Ticket.WAITING, then=Value(0)), default=Value(1),
+                             output_field=IntegerField()),
+        )
+
+    def get_ordering(self, request):
+        return [F("_queue_rank").asc(), F("waiting_since").asc(nulls_last=True), F("updated_at").desc()]
+
+    def get_urls(self):
+        return [*DeskViews(self).urls(), *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The ticket as a conversation (reply, take, resolve, close, reopen, notes)."""
+        return DeskViews(self).page(request, object_id)
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets start in Telegram
 
-    @admin.display(description="messages", ordering="_messages")
-    def message_count(self, obj) -> int:
-        return obj._messages
+    @admin.display(description=_("customer"), ordering="user__first_name")
+    def customer(self, obj: Ticket) -> str:
+        return str(obj.user)
 
-    def save_model(self, request, obj, form, change):
-        text = form.cleaned_data.get("reply", "").strip()
-        if text:
-            try:
-                services.do_operator_reply(ticket=obj, operator=request.user, text=text)
-            except DomainError as exc:
-                self.message_user(request, exc.message, level=messages.ERROR)
-            else:
-                messages.success(request, "Reply queued; the bot delivers it to the customer.")
+    @admin.display(description=_("last customer message"))
+    def last_question(self, obj) -> str:
+        text = " ".join((obj._last_question or "").split())
+        return text if len(text) <= 90 else text[:89] + "…"
 
-    @admin.action(description="Close selected tickets")
+    @admin.display(description=_("waiting"), ordering="waiting_since")
+    def waiting(self, obj: Ticket):
+        now = timezone.now()
+        label = waiting_label(obj.waiting_since, now=now)
+        if label and is_overdue(obj.waiting_since, now=now):
+            return format_html('<span class="queue-overdue" title="{}">⚠ {}</span>',
+                               _("Waiting too long: answer or take this ticket"), label)
+        return label or "—"
+
+    @admin.display(description=_("language"), ordering="user__language_code")
+    def language(self, obj: Ticket) -> str:
+        return obj.user.language_code or "—"
+
+    @admin.display(description=_("last automatic answer"))
+    def last_answer_source(self, obj) -> str:
+        source = obj._last_answer_source
+        return Message.Source(source).label if source in Message.Source.values else "—"
+
+    @admin.display(description=_("assignee"), ordering="assignee__username")
+    def assigned_to(self, obj: Ticket) -> str:
+        return person(obj.assignee) or "—"
+
+    @admin.action(description=_("Close selected tickets"))
     def close_tickets(self, request, queryset):
         closed = sum(services.close_ticket(ticket=t, operator=request.user) for t in queryset)
-        self.message_user(request, f"{closed} tickets closed.")
+        self.message_user(request, _("%(n)d tickets closed.") % {"n": closed})
+
+
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    """Replies operators insert in the ticket page with /shortcut + Tab, in the customer's language."""
+
+    list_display = ["shortcut", "language", "title", "text_short", "is_active", "updated_at"]
+    list_display_links = ["shortcut", "title"]
+    list_filter = ["language", "is_active"]
+    search_fields = ["shortcut", "title", "text"]
+    readonly_fields = ["created_at", "updated_at"]
+    fields = ["shortcut", "language", "title", "text", "is_active", "created_at", "updated_at"]
+
+    @admin.display(description=_("text"))
+    def text_short(self, obj: CannedReply) -> str:
+        return obj.text[:80]
 
 
 @admin.register(Message)
