@@ -360,6 +360,12 @@ class Message(models.Model):
         null=True, blank=True, help_text="From the start of the LLM step to its first token"
     )
     llm_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The LLM step's total time")
+    # The web desk's reply form: a random token per rendered form, unique, so a double submit
+    # of one reply queues it once (support.desk.reply_once).
+    reply_token = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, editable=False,
+        help_text="The idempotency token of the desk's reply form that sent this reply",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
