@@ -39,6 +39,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The admin in the operator's language: the switcher's choice (cookie), else the browser's
+    # Accept-Language, else LANGUAGE_CODE (uk, ru, en: LANGUAGES below).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -91,6 +94,9 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("uk", "Українська"), ("ru", "Русский")]
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The project's own admin texts (domain "django"; the bot's texts are the "supportbot" domain in the
+# same folders). The .mo files are committed, compiled from the .po by tools/messages.py.
+LOCALE_PATHS = [BASE_DIR.parent / "locale"]
 USE_TZ = True
 
 STATIC_URL = "/static/"
