@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from supportbot.hours import OperatorHours
 
 LANGUAGES = ("uk", "ru", "en")
 
@@ -141,6 +144,38 @@ class SendLimitSettings:
     redis_url: str | None = field(default=None, repr=False)
     #: Seconds a send may wait for its slot; a later slot sends the message back to the outbox.
     max_wait: float = 10.0
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    """The operator desk: after-care, operator hours, the operators' Telegram group."""
+
+    #: A customer who writes within this many hours of a resolve reopens that ticket.
+    reopen_window_hours: float = 72.0
+    #: When operators work, e.g. "mon-fri 09:00-18:00; sat 10:00-14:00" (empty: always).
+    operator_hours: str = ""
+    #: Days without operators, ISO dates separated by commas ("2026-12-25,2027-01-01").
+    operator_holidays: str = ""
+    #: The time zone operator hours are given in (IANA name).
+    operator_timezone: str = "UTC"
+    #: A ticket waiting longer than this (minutes) is flagged in the queue and re-notified.
+    overdue_minutes: float = 30.0
+    #: The operators' forum supergroup (a negative id); None: no group desk.
+    operator_chat_id: int | None = None
+
+    @property
+    def reopen_window(self) -> timedelta:
+        return timedelta(hours=self.reopen_window_hours)
+
+    @property
+    def overdue_after(self) -> timedelta:
+        return timedelta(minutes=self.overdue_minutes)
+
+    def hours(self) -> OperatorHours:
+        """The operator hours, parsed (validated when the settings were read)."""
+        from supportbot.hours import OperatorHours
+
+        return OperatorHours.parse(self.operator_hours, self.operator_holidays, self.operator_timezone)
 
 
 class Settings(BaseSettings):
@@ -323,6 +358,14 @@ class Settings(BaseSettings):
     telegram_group_per_minute: float = Field(default=20.0, gt=0, le=60_000)
     send_limits_redis_url: SecretStr | None = None
     send_limits_max_wait_seconds: float = Field(default=10.0, ge=0, le=60)
+
+    # -- the operator desk (README: "The operator desk") -------------------------------------
+    reopen_window_hours: float = Field(default=72.0, ge=0, le=24 * 365)
+    operator_hours: str = ""
+    operator_holidays: str = ""
+    operator_timezone: str = "UTC"
+    overdue_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    operator_chat_id: int | None = Field(default=None, lt=0)
     #: The sandbox Bot API answers 429 over Telegram's limits (`supportbot sandbox --limits`).
     sandbox_enforce_limits: bool = False
 
@@ -407,6 +450,30 @@ class Settings(BaseSettings):
             raise ValueError("must be sqlite:///path, postgres://... or mysql://...")
         return value
 
+    # Operator hours (supportbot.hours): a bad value stops the process here, naming the variable,
+    # not at the first hand-over outside hours.
+    @field_validator("operator_hours")
+    @classmethod
+    def _operator_hours(cls, value: str) -> str:
+        from supportbot.hours import parse_hours
+
+        parse_hours(value)
+        return value.strip()
+
+    @field_validator("operator_holidays")
+    @classmethod
+    def _operator_holidays(cls, value: str) -> str:
+        from supportbot.hours import parse_holidays
+
+        return ",".join(sorted(day.isoformat() for day in parse_holidays(value)))
+
+    @field_validator("operator_timezone")
+    @classmethod
+    def _operator_timezone(cls, value: str) -> str:
+        from supportbot.hours import parse_timezone
+
+        return parse_timezone(value.strip()).key
+
     # -- derived values -------------------------------------------------------
     @property
     def data_dir(self) -> Path:
@@ -462,6 +529,11 @@ class Settings(BaseSettings):
     def outbox(self) -> OutboxSettings:
         return OutboxSettings(timedelta(seconds=self.outbox_lease_seconds),
                               tuple(float(v) for v in self.delivery_retry_seconds.split(",")))
+
+    @cached_property
+    def desk(self) -> DeskSettings:
+        return DeskSettings(self.reopen_window_hours, self.operator_hours, self.operator_holidays,
+                            self.operator_timezone, self.overdue_minutes, self.operator_chat_id)
 
     @cached_property
     def web(self) -> WebSettings:

@@ -19,18 +19,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from django.utils import timezone
 
 from supportbot import smalltalk
 from supportbot.background import in_worker_thread
+from supportbot.hours import OperatorHours, describe_opening
 from supportbot.i18n import gettext_for
 from supportbot.logs import message_text
 from supportbot.ops import metrics
 from supportbot.pipeline import Answer, AnswerPipeline, Conversation, Source
-from supportbot.support import services
+from supportbot.support import aftercare, services
+from supportbot.support.aftercare import BackToBotOutcome, RatingOutcome
 from supportbot.support.choices import Actor
 from supportbot.support.models import Message
 from supportbot.support.services import CustomerInfo, FeedbackOutcome
@@ -85,10 +87,18 @@ class Heard:
 
 
 class ConversationService:
-    def __init__(self, pipeline: AnswerPipeline, *, deliver: bool = True) -> None:
+    def __init__(self, pipeline: AnswerPipeline, *, deliver: bool = True,
+                 reopen_window: timedelta = aftercare.DEFAULT_REOPEN_WINDOW, hours: OperatorHours | None = None,
+                 clock: Callable[[], datetime] = timezone.now) -> None:
+        """``reopen_window``: a customer who writes this long after a resolve reopens that ticket
+        (``REOPEN_WINDOW_HOURS``); ``hours``: when operators work (``OPERATOR_HOURS``...; None:
+        always), told to a customer handed over outside them; ``clock``: now (tests)."""
         self.pipeline = pipeline
         #: False: outgoing messages are logged but never queued for Telegram (``supportbot ask``).
         self.deliver = deliver
+        self.reopen_window = reopen_window
+        self.hours = hours or OperatorHours()
+        self.clock = clock
 
     # -- recording ------------------------------------------------------------------------------
     async def _say(self, outcome: Outcome, text: str, *, source: str = Message.Source.SYSTEM,
@@ -104,17 +114,34 @@ class ConversationService:
     async def _log(self, customer: CustomerInfo, *, kind: str, text: str, language: str,
                    telegram_message_id: int | None) -> tuple[Outcome, services.Incoming]:
         incoming = await in_worker_thread(services.record_incoming)(
-            customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id)
+            customer=customer, kind=kind, text=text, telegram_message_id=telegram_message_id,
+            reopen_window=self.reopen_window)
         log.debug("customer %s: %s message %s", customer.id, kind, message_text(text),
                   extra={"ticket_id": incoming.ticket_id, "message_id": incoming.message_id})
         outcome = Outcome(incoming.ticket_id, incoming.message_id, chat_id=customer.id, language=language,
                           reply_to=telegram_message_id, with_operator=incoming.with_operator)
         return outcome, incoming
 
-    async def _waiting(self, outcome: Outcome, incoming: services.Incoming, _) -> Outcome:
-        """A person owns the ticket: the bot stays quiet and says so once per hand-over."""
-        if incoming.notify_waiting:
-            await self._say(outcome, _("An operator is handling your request. A person will reply here soon."))
+    def _when_a_person_replies(self, text: str, _) -> str:
+        """A notice that a person will reply, and outside operator hours when one is back (the
+        delivery path adds "Ask the bot instead" under it while the ticket waits)."""
+        now = self.clock()
+        if self.hours.is_open(now):
+            return text
+        opening = self.hours.next_opening(now)
+        if opening is None:
+            away = _("Our operators are away now; a person will reply as soon as they are back.")
+        else:
+            away = _("Our operators are away now and back {when} ({zone} time).").format(
+                when=describe_opening(opening, now, _), zone=self.hours.zone_label)
+        return f"{text}\n\n{away}"
+
+    async def _waiting(self, outcome: Outcome, incoming: services.Incoming, _, *, asked: bool = False) -> Outcome:
+        """A person owns the ticket: the bot stays quiet and says so once per hand-over, or
+        whenever the customer asks for a person again (``asked``: ``/operator`` always answers)."""
+        if incoming.notify_waiting or asked:
+            await self._say(outcome, self._when_a_person_replies(
+                _("An operator is handling your request. A person will reply here soon."), _))
         return outcome
 
     async def _hand_over(self, outcome: Outcome, *, actor: str, reason: str, text: str,
@@ -123,13 +150,13 @@ class ConversationService:
         outcome.handed_over = await in_worker_thread(services.hand_over)(
             ticket_id=outcome.ticket_id, actor=actor, reason=reason, draft_answer=draft_answer)
         if outcome.handed_over:
-            await self._say(outcome, text)
+            await self._say(outcome, self._when_a_person_replies(text, _=gettext_for(outcome.language)))
         return outcome
 
     async def _to_a_person(self, outcome: Outcome, incoming: services.Incoming, _, *, reason: str) -> Outcome:
         """The customer asked for a person (``/operator``, or in words): hand over, or say one is on it."""
         if incoming.with_operator:
-            return await self._waiting(outcome, incoming, _)
+            return await self._waiting(outcome, incoming, _, asked=True)
         return await self._hand_over(
             outcome, actor=Actor.CUSTOMER, reason=reason,
             text=_("I have passed your question to an operator. A person will reply here soon."))
@@ -261,7 +288,27 @@ class ConversationService:
             return result, None
         ticket_id = await in_worker_thread(services.ticket_of)(message_id=message_id)
         outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=True)
-        await self._say(outcome, _("Sorry it did not help. I have passed your question to an operator."))
+        await self._say(outcome, self._when_a_person_replies(
+            _("Sorry it did not help. I have passed your question to an operator."), _))
+        return result, outcome
+
+    # -- after the operator ---------------------------------------------------------------------------
+    async def rate(self, customer: CustomerInfo, *, message_id: int, score: int) -> RatingOutcome:
+        """A click on the rating buttons under "Did we solve your problem?" (``aftercare``)."""
+        return await in_worker_thread(aftercare.record_rating)(
+            message_id=message_id, customer_id=customer.id, score=score)
+
+    async def back_to_bot(self, customer: CustomerInfo, *, ticket_id: int,
+                          language: str) -> tuple[BackToBotOutcome, Outcome | None]:
+        """"Ask the bot instead" while waiting for a person: the ticket is open again and the bot
+        answers the customer's next questions; they are told so (``/operator`` calls a person back)."""
+        _ = gettext_for(language)
+        result = await in_worker_thread(aftercare.back_to_bot)(ticket_id=ticket_id, customer_id=customer.id)
+        if result is not BackToBotOutcome.DONE:
+            return result, None
+        outcome = Outcome(ticket_id, chat_id=customer.id, language=language)
+        await self._say(outcome, _("Okay, I will answer your questions myself again. Ask away; "
+                                   "/operator calls a person back."))
         return result, outcome
 
     # -- voice ------------------------------------------------------------------------------------------
@@ -313,6 +360,6 @@ class ConversationService:
         _ = gettext_for(language)
         ticket_id, changed = await in_worker_thread(services.hand_over_after_error)(customer=customer, reason=reason)
         outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=changed)
-        await self._say(outcome, _("Sorry, something went wrong on our side. "
-                                   "Your message is saved and an operator will see it."))
+        apology = _("Sorry, something went wrong on our side. Your message is saved and an operator will see it.")
+        await self._say(outcome, self._when_a_person_replies(apology, _))
         return outcome

@@ -118,7 +118,9 @@ async def test_hand_over_notice_is_sent_once(sample_faq, bot_app, customer_api):
     await sync_to_async(services.do_operator_reply)(ticket=ticket, operator=operator, text="Let me check.")
     await customer_api.wait_for_bot_message(EN_USER, predicate=lambda m: m["plain_text"] == "Let me check.")
     _, waiting = await _ask(customer_api, EN_USER, "How long does delivery take?", "en")
-    assert "operator is handling" in waiting["plain_text"] and not _buttons(waiting)
+    # No Helpful / Not helpful under a notice; the one button takes the customer back to the bot.
+    assert "operator is handling" in waiting["plain_text"]
+    assert [b["text"] for b in _buttons(waiting)] == ["🤖 Ask the bot instead"]
     again = await customer_api.send_text(EN_USER, "Hello?")
     with pytest.raises(TimeoutError):
         await customer_api.wait_for_bot_message(EN_USER, after=again["message"]["message_id"], timeout=1.0)
@@ -127,7 +129,8 @@ async def test_hand_over_notice_is_sent_once(sample_faq, bot_app, customer_api):
 
 async def test_unknown_question_is_handed_over(sample_faq, bot_app, customer_api):
     _, reply = await _ask(customer_api, EN_USER, "Can you recommend a good pizza recipe?", "en")
-    assert "operator" in reply["plain_text"] and not _buttons(reply)
+    assert "operator" in reply["plain_text"]
+    assert [b["text"] for b in _buttons(reply)] == ["🤖 Ask the bot instead"]  # no Helpful / Not helpful
     ticket = await sync_to_async(_ticket)(EN_USER)
     assert ticket.status == Ticket.Status.WITH_OPERATOR
     change = await ticket.status_changes.filter(new_status="with_operator").aget()

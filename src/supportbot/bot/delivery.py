@@ -57,12 +57,13 @@ from aiogram.types import InlineKeyboardMarkup
 from django.utils import timezone
 
 from supportbot.background import in_worker_thread
+from supportbot.bot.group_desk import DeskUnavailable, GroupDesk
 from supportbot.bot.limits import SendDeferred, SendLimiter
-from supportbot.bot.render import escape, feedback_keyboard, split_text
+from supportbot.bot.render import escape, keyboard_for, shows_back_to_bot, split_text
 from supportbot.bot.streaming import TelegramDraft, labelled
 from supportbot.i18n import gettext_for, pick_language
-from supportbot.support import services
-from supportbot.support.models import Message
+from supportbot.support import aftercare, services
+from supportbot.support.models import Message, Ticket
 
 if TYPE_CHECKING:
     from supportbot.conversation import Outcome
@@ -87,9 +88,10 @@ class Recipient:
 class Delivery:
     def __init__(self, bot: Bot, *, default_language: str = "en", interval: float = 0.5, batch: int = 20,
                  backoff: Sequence[float] = DEFAULT_BACKOFF, limiter: SendLimiter | None = None,
-                 concurrency: int = 100) -> None:
+                 concurrency: int = 100, desk: GroupDesk | None = None) -> None:
         """``limiter``: Telegram's send limits (default: Telegram's own, kept in this process);
-        ``concurrency``: messages the loop sends (or holds, waiting for their slot) at once."""
+        ``concurrency``: messages the loop sends (or holds, waiting for their slot) at once;
+        ``desk``: the operators' group (``OPERATOR_CHAT_ID``), where DESK messages go."""
         self.bot = bot
         self.limiter = limiter or SendLimiter()
         self.default_language = default_language
@@ -97,6 +99,7 @@ class Delivery:
         self.batch = batch
         self.concurrency = concurrency
         self.backoff = tuple(backoff) or DEFAULT_BACKOFF
+        self.desk = desk
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task] = set()
 
@@ -143,7 +146,13 @@ class Delivery:
                 log.error("delivering a claimed message failed", exc_info=result)
         return sum(1 for result in results if result is True)
 
+    def wake(self) -> None:
+        """Something was recorded for delivery (an operator's reply from the group): claim now."""
+        self._wake.set()
+
     async def _send_claimed(self, message: Message) -> bool:
+        if message.direction == Message.Direction.DESK:  # into the operators' group (bot.group_desk)
+            return await self._send(message, Recipient(message.chat_id or 0, self.default_language))
         to = Recipient(message.ticket.user_id,
                        pick_language(message.ticket.user.language_code, self.default_language),
                        message.in_reply_to.telegram_message_id if message.quote_reply and message.in_reply_to
@@ -210,11 +219,15 @@ class Delivery:
             return False
         except TelegramForbiddenError as exc:
             # The customer blocked the bot: final, never retried.
-            await in_worker_thread(services.mark_customer_blocked)(user_id=chat_id)
+            if message.direction != Message.Direction.DESK:  # (for a group: the bot was removed)
+                await in_worker_thread(services.mark_customer_blocked)(user_id=chat_id)
             await self._failed(message, claim, exc.message, final=True)
             return False
         except TelegramBadRequest as exc:
             await self._failed(message, claim, exc.message, final=True)
+            return False
+        except DeskUnavailable as exc:
+            await self._failed(message, claim, str(exc), final=True)
             return False
         except Exception as exc:
             # 5xx, network errors, timeouts (and anything unexpected): retried after a
@@ -241,11 +254,17 @@ class Delivery:
                   message.ticket_id, services.MAX_DELIVERY_ATTEMPTS, error)
 
     async def _send_parts(self, message: Message, to: Recipient, draft: TelegramDraft | None) -> int:
+        if message.direction == Message.Direction.DESK:
+            if self.desk is None or self.desk.chat_id != to.chat_id:
+                raise DeskUnavailable(f"the operators' group desk is off in this bot process "
+                                      f"(OPERATOR_CHAT_ID is not {to.chat_id})")
+            return await self.desk.send(message, lambda thread: self._send_text(message, to.chat_id, thread))
         _ = gettext_for(to.language)
         text = message.text
         if message.source in Message.LLM_SOURCES:
             text = labelled("🤖 " + _("AI answer"), text)
-        keyboard = feedback_keyboard(message.pk, _) if message.is_automatic_answer else None
+        waits = shows_back_to_bot(message) and await self._waits_for_person(message)
+        keyboard = keyboard_for(message, _, waits_for_person=waits)
         reply_to = to.reply_to if message.quote_reply else None
         chat_id = to.chat_id
         if draft is not None and draft.message_id is None:
@@ -267,9 +286,29 @@ class Delivery:
                     message_id=message.pk, parts=n + 1, claimed_at=message.delivery_claimed_at)
         return last_id
 
+    @staticmethod
+    async def _waits_for_person(message: Message) -> bool:
+        """The message's ticket is with an operator now ("Ask the bot instead" under the notice)."""
+        if Message.ticket.is_cached(message):  # claimed by the loop: loaded with the message
+            return message.ticket.status == Ticket.Status.WITH_OPERATOR
+        return await in_worker_thread(aftercare.waits_for_person)(ticket_id=message.ticket_id)
+
     async def _send_one(self, chat_id: int, text: str, markup: InlineKeyboardMarkup | None,
-                        reply_to: int | None) -> int:
+                        reply_to: int | None, thread_id: int | None = None) -> int:
         async with self.limiter.slot(chat_id):
             sent = await self.bot.send_message(chat_id, escape(text), reply_markup=markup,
-                                               reply_to_message_id=reply_to, allow_sending_without_reply=True)
+                                               reply_to_message_id=reply_to, allow_sending_without_reply=True,
+                                               message_thread_id=thread_id)
         return sent.message_id
+
+    async def _send_text(self, message: Message, chat_id: int, thread_id: int | None) -> int:
+        """A plain text (no buttons, no quote) into ``chat_id`` / topic ``thread_id``, part after
+        part (a retry goes on with the next part): the operators' group posts."""
+        parts = split_text(message.text)
+        last_id = message.telegram_message_id or 0
+        for n in range(min(message.delivery_parts_sent, len(parts) - 1), len(parts)):
+            last_id = await self._send_one(chat_id, parts[n], None, None, thread_id)
+            if n < len(parts) - 1:
+                await in_worker_thread(services.parts_delivered)(
+                    message_id=message.pk, parts=n + 1, claimed_at=message.delivery_claimed_at)
+        return last_id

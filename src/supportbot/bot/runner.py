@@ -17,7 +17,8 @@ from aiogram.types import BotCommand
 from supportbot.assembly import Process, prepare_index, process
 from supportbot.background import in_worker_thread
 from supportbot.bot.delivery import Delivery
-from supportbot.bot.handlers import errors, get_routers
+from supportbot.bot.group_desk import GroupDesk, overdue_notifier
+from supportbot.bot.handlers import errors, get_routers, group
 from supportbot.bot.intake import ClaimMiddleware, ClaimPruner, UpdateIntake
 from supportbot.bot.limits import SendLimiter, bot_id_of, build_limiter
 from supportbot.bot.middlewares import CustomerContextMiddleware
@@ -25,6 +26,7 @@ from supportbot.conversation import ConversationService
 from supportbot.ops.updates import UpdateTimer
 from supportbot.pipeline import AnswerPipeline, IndexRefresher
 from supportbot.speech.queue import TranscriptionQueue
+from supportbot.support.aftercare import OverdueWatch
 from supportbot.support.voice import AudioRetentionJob, AudioStore
 
 log = logging.getLogger(__name__)
@@ -62,16 +64,21 @@ def build_bot(token: str, api_url: str) -> Bot:
 
 
 def build_dispatcher(conversation: ConversationService, delivery: Delivery, *, default_language: str,
-                     speech: TranscriptionQueue, audio_store: AudioStore) -> Dispatcher:
-    """Handlers receive the long-lived services by name (aiogram's workflow data)."""
+                     speech: TranscriptionQueue, audio_store: AudioStore,
+                     operators_group: GroupDesk | None = None) -> Dispatcher:
+    """Handlers receive the long-lived services by name (aiogram's workflow data).
+    ``operators_group``: the operators' forum group (``OPERATOR_CHAT_ID``), whose messages its own
+    router takes before the customers' routers see them."""
     dp = Dispatcher(conversation=conversation, delivery=delivery, speech=speech, audio_store=audio_store,
-                    default_language=default_language)
+                    default_language=default_language, operators_group=operators_group)
     # Polling claims each update here; the webhook claims before it answers Telegram (intake.py).
     dp.update.outer_middleware(ClaimMiddleware())
     dp.update.outer_middleware(UpdateTimer())  # stage "total" of the metrics, for claimed updates
     context = CustomerContextMiddleware(default_language)
     dp.message.outer_middleware(context)
     dp.callback_query.outer_middleware(context)
+    if operators_group is not None:
+        dp.include_router(group.build_router(operators_group.chat_id))
     dp.include_routers(*get_routers())
     dp.include_router(errors.build_router())
     return dp
@@ -94,10 +101,11 @@ class BotApp:
                  speech: TranscriptionQueue | None = None, audio_store: AudioStore | None = None,
                  warm_up_speech: bool = False, warm_up_llm: bool = False,
                  delivery_backoff: tuple[float, ...] | None = None, parts: Process | None = None,
-                 limiter: SendLimiter | None = None) -> None:
+                 limiter: SendLimiter | None = None, operator_chat_id: int | None = None) -> None:
         """``parts``: the process's models and settings (default: ``assembly.process()``);
         the other arguments replace single parts (tests). ``limiter``: Telegram's send limits
-        (default: ``TELEGRAM_*_PER_*`` settings, shared through Redis when configured)."""
+        (default: ``TELEGRAM_*_PER_*`` settings, shared through Redis when configured).
+        ``operator_chat_id``: the operators' forum group (default: ``OPERATOR_CHAT_ID``)."""
         parts = parts or process()
         self.pipeline = pipeline or parts.pipeline()
         self.bot = build_bot(token, api_url)
@@ -106,12 +114,22 @@ class BotApp:
         self.audio_store = audio_store or parts.audio_store()
         self.warm_up_speech = warm_up_speech
         self.warm_up_llm = warm_up_llm
-        self.conversation = ConversationService(self.pipeline)
+        desk = parts.cfg.desk
+        self.conversation = ConversationService(self.pipeline, reopen_window=desk.reopen_window, hours=desk.hours())
+        #: Reminds about tickets waiting too long for a person; the group desk adds its notifier.
+        self.overdue = OverdueWatch(overdue_after=desk.overdue_after)
         self.limiter = limiter or build_limiter(parts.cfg.limits, bot_id=bot_id_of(token))
+        group_chat = operator_chat_id if operator_chat_id is not None else parts.cfg.desk.operator_chat_id
+        #: The operators' forum group desk (bot.group_desk), or None without OPERATOR_CHAT_ID.
+        self.operators_group = GroupDesk(self.bot, group_chat, limiter=self.limiter) if group_chat else None
         self.delivery = Delivery(self.bot, default_language=default_language, interval=outbox_interval,
-                                 backoff=delivery_backoff or parts.cfg.outbox.retry_seconds, limiter=self.limiter)
+                                 backoff=delivery_backoff or parts.cfg.outbox.retry_seconds, limiter=self.limiter,
+                                 desk=self.operators_group)
+        if self.operators_group is not None:  # overdue reminders go into the ticket's topic too
+            self.overdue.notifiers.append(overdue_notifier(self.delivery))
         self.dp = build_dispatcher(self.conversation, self.delivery, default_language=default_language,
-                                   speech=self.speech, audio_store=self.audio_store)
+                                   speech=self.speech, audio_store=self.audio_store,
+                                   operators_group=self.operators_group)
         self.intake = UpdateIntake(self.dp, self.bot)
         self.refresh_seconds = refresh_seconds
         self.polling_timeout = polling_timeout
@@ -136,6 +154,7 @@ class BotApp:
             asyncio.create_task(self.delivery.run(), name="delivery"),
             asyncio.create_task(AudioRetentionJob(self.audio_store).run(), name="audio-retention"),
             asyncio.create_task(ClaimPruner().run(), name="update-claim-pruner"),
+            asyncio.create_task(self.overdue.run(), name="overdue-tickets"),
         ]
         if polling:
             self._tasks.append(asyncio.create_task(

@@ -80,7 +80,7 @@ def ticket_history(ticket_id: int, before_message_id: int, limit: int) -> list[T
     rows = list(
         Message.objects.filter(ticket_id=ticket_id, id__lt=before_message_id,
                                kind__in=[Message.Kind.TEXT, Message.Kind.VOICE])
-        .exclude(text="").exclude(source__in=[Message.Source.SYSTEM, Message.Source.SMALLTALK])
+        .exclude(text="").exclude(source__in=[Message.Source.SYSTEM, Message.Source.SMALLTALK, Message.Source.CSAT])
         .order_by("-id").values_list("direction", "text")[:limit]
     )
     return [Turn("customer" if d == Message.Direction.IN else "support", t) for d, t in reversed(rows)]

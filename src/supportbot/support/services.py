@@ -17,6 +17,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.text import slugify
 
+from supportbot.support import aftercare
 from supportbot.support.errors import (
     AlreadyAPhrasing,
     CustomerHasOpenTicket,
@@ -87,12 +88,31 @@ def upsert_customer(info: CustomerInfo) -> TelegramUser:
     return user
 
 
-def _active_ticket(user_id: int) -> Ticket:
+#: The customer's one non-closed ticket (``one_active_ticket_per_user``): where their message lands.
+_NOT_CLOSED = (*Ticket.ACTIVE, Ticket.Status.RESOLVED)
+
+
+def _active_ticket(user_id: int, *, reopen_window: timedelta = aftercare.DEFAULT_REOPEN_WINDOW) -> Ticket:
+    """The ticket a customer's new message goes to, opened if need be.
+
+    A resolved ticket is the customer's one non-closed ticket too: within ``reopen_window`` of
+    its resolve the message reopens it (open: the bot answers again); after that the resolved
+    ticket is closed and a new one opens. ``reopen_window``: ``REOPEN_WINDOW_HOURS``, passed
+    down by the conversation service.
+    """
     ticket = (
         Ticket.objects.select_for_update()
-        .filter(user_id=user_id, status__in=Ticket.ACTIVE)
+        .filter(user_id=user_id, status__in=_NOT_CLOSED)
         .first()
     )
+    if ticket is not None and ticket.status == Ticket.Status.RESOLVED:
+        if timezone.now() - (ticket.resolved_at or ticket.updated_at) <= reopen_window:
+            change_status(ticket=ticket, new_status=Ticket.Status.OPEN, actor=TicketStatusChange.Actor.CUSTOMER,
+                          reason="customer wrote after resolve")
+            return ticket
+        change_status(ticket=ticket, new_status=Ticket.Status.CLOSED, actor=TicketStatusChange.Actor.SYSTEM,
+                      reason="reopen window passed")
+        ticket = None
     if ticket is not None:
         return ticket
     try:
@@ -104,7 +124,7 @@ def _active_ticket(user_id: int) -> Ticket:
             )
             return ticket
     except IntegrityError:  # another worker opened it a moment ago
-        return Ticket.objects.get(user_id=user_id, status__in=Ticket.ACTIVE)
+        return Ticket.objects.get(user_id=user_id, status__in=_NOT_CLOSED)
 
 
 def change_status(
@@ -139,11 +159,13 @@ def change_status(
 
 @transaction.atomic
 def record_incoming(
-    *, customer: CustomerInfo, kind: str, text: str, telegram_message_id: int | None
+    *, customer: CustomerInfo, kind: str, text: str, telegram_message_id: int | None,
+    reopen_window: timedelta = aftercare.DEFAULT_REOPEN_WINDOW,
 ) -> Incoming:
-    """Log a customer's message on their active ticket (opening one if needed)."""
+    """Log a customer's message on their active ticket (opening one if needed; a resolved
+    ticket reopens within ``reopen_window``, see :func:`_active_ticket`)."""
     upsert_customer(customer)
-    ticket = _active_ticket(customer.id)
+    ticket = _active_ticket(customer.id, reopen_window=reopen_window)
     message = Message.objects.create(
         ticket=ticket, direction=Message.Direction.IN, kind=kind, text=(text or "")[:MAX_TEXT],
         telegram_message_id=telegram_message_id, source=Message.Source.USER,
@@ -387,16 +409,24 @@ def take_ticket(*, ticket_id: int, operator) -> tuple[TakeOutcome, Ticket]:
     return TakeOutcome.TAKEN_BY_OTHER, ticket
 
 
-def resolve_ticket(*, ticket: Ticket, operator=None, reason: str = "resolved by operator") -> bool:
+def resolve_ticket(*, ticket: Ticket, operator=None, reason: str = "resolved by operator",
+                   default_language: str = "en") -> bool:
     """The operator solved the customer's problem: the ticket is resolved (the bot answers
-    that customer automatically again). Returns False when it already was, or is closed."""
+    that customer automatically again) and the customer is asked to rate the help (the
+    question "Did we solve your problem?" with buttons 1-5, recorded in the same transaction
+    and sent by the bot's delivery path: ``aftercare.ask_for_rating``). Returns False when it
+    already was resolved, or is closed (nothing asked). ``default_language``: the question's
+    language for a customer whose Telegram language is not one of ours (``DEFAULT_LANGUAGE``)."""
     with transaction.atomic():
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
         if ticket.status == Ticket.Status.CLOSED:
             return False
         actor = TicketStatusChange.Actor.OPERATOR if operator else TicketStatusChange.Actor.SYSTEM
-        return change_status(ticket=ticket, new_status=Ticket.Status.RESOLVED, actor=actor, reason=reason,
-                             operator=operator)
+        changed = change_status(ticket=ticket, new_status=Ticket.Status.RESOLVED, actor=actor, reason=reason,
+                                operator=operator)
+        if changed:
+            aftercare.ask_for_rating(ticket=ticket, operator=operator, default_language=default_language)
+        return changed
 
 
 def reopen_ticket(*, ticket: Ticket, operator=None, reason: str = "reopened by operator") -> bool:
@@ -507,9 +537,11 @@ def add_question_as_phrasing(*, answer: Message) -> FaqPhrasing:
 # changes: a row is claimed immediately before it is sent, and every step is a conditional
 # UPDATE on the claim, so no healthy worker's row is ever taken over.
 #
-# Order: messages to one ticket go out in the order they were recorded. A row is claimed
-# only when no earlier row of its ticket is still pending or sending, so an answer never
-# overtakes the "I heard: ..." before it, nor a reply waiting out a 429.
+# Order: messages to one ticket go out in the order they were recorded, per target: the
+# customer's chat, or the operators' group (DESK rows, ``chat_id`` set). A row is claimed only
+# when no earlier row of its ticket to the same target is still pending or sending, so an answer
+# never overtakes the "I heard: ..." before it, nor a reply waiting out a 429; and a post to the
+# group waiting for the group's 20-a-minute slot never holds up the customer's own answers.
 MAX_DELIVERY_ATTEMPTS = 5
 _UNDELIVERED = (Message.Delivery.PENDING, Message.Delivery.SENDING)
 
@@ -555,14 +587,15 @@ def requeue_abandoned(*, now=None, lease: timedelta | None = None) -> int:
     return recovered
 
 
-def _undelivered(ticket_id: int):
-    """The ticket's messages that have not gone out yet (pending or being sent)."""
-    return Message.objects.filter(ticket_id=ticket_id, delivery_status__in=_UNDELIVERED)
+def _undelivered(ticket_id: int, chat_id: int | None = None):
+    """The ticket's messages to one target that have not gone out yet (pending or being sent):
+    to the customer (``chat_id`` None) or to the operators' group ``chat_id`` (DESK rows)."""
+    return Message.objects.filter(ticket_id=ticket_id, delivery_status__in=_UNDELIVERED, chat_id=chat_id)
 
 
-def _waits_for_earlier(message_id: int, ticket_id: int) -> bool:
-    """An earlier message of the same ticket has not gone out yet."""
-    return _undelivered(ticket_id).filter(id__lt=message_id).exists()
+def _waits_for_earlier(message_id: int, ticket_id: int, chat_id: int | None = None) -> bool:
+    """An earlier message of the same ticket to the same target has not gone out yet."""
+    return _undelivered(ticket_id, chat_id).filter(id__lt=message_id).exists()
 
 
 def _claim(message_id: int, now) -> Message | None:
@@ -586,19 +619,22 @@ def claim_outbox(*, limit: int = 20, recover: bool = True) -> list[Message]:
         requeue_abandoned()
     now = timezone.now()
     claimed: list[Message] = []
-    seen: set[int] = set()
-    candidates = (
-        Message.objects.filter(delivery_status=Message.Delivery.PENDING)
-        .filter(Q(delivery_not_before__isnull=True) | Q(delivery_not_before__lte=now))
-        .order_by("id").values_list("id", "ticket_id")[: limit * 4]
-    )
-    for message_id, ticket_id in candidates:
+    seen: set[tuple[int, int | None]] = set()
+    due = (Message.objects.filter(delivery_status=Message.Delivery.PENDING)
+           .filter(Q(delivery_not_before__isnull=True) | Q(delivery_not_before__lte=now)))
+    # Customers' messages and the operators' group's posts are looked at apart, customers' first:
+    # a backlog of group posts (20 a minute) never crowds the customers' messages out of a pass.
+    candidates = [
+        *due.filter(chat_id__isnull=True).order_by("id").values_list("id", "ticket_id", "chat_id")[: limit * 4],
+        *due.filter(chat_id__isnull=False).order_by("id").values_list("id", "ticket_id", "chat_id")[: limit * 4],
+    ]
+    for message_id, ticket_id, chat_id in candidates:
         if len(claimed) >= limit:
             break
-        if ticket_id in seen:
+        if (ticket_id, chat_id) in seen:
             continue
-        seen.add(ticket_id)
-        if _waits_for_earlier(message_id, ticket_id):
+        seen.add((ticket_id, chat_id))
+        if _waits_for_earlier(message_id, ticket_id, chat_id):
             continue
         message = _claim(message_id, now)
         if message is not None:

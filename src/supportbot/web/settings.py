@@ -22,6 +22,8 @@ ALLOWED_HOSTS = _cfg.hosts
 #: The task queue's broker (``CELERY_BROKER_URL``), for the health check of every process
 #: (``ops/health.py``); None: jobs run in-process.
 SUPPORTBOT_BROKER_SECRET_URL = _cfg.tasks.broker_url  # "SECRET": hidden on error pages
+#: A ticket waiting for a person longer than this (OVERDUE_MINUTES) is flagged in the desk's queue.
+SUPPORTBOT_OVERDUE_MINUTES = _cfg.desk.overdue_minutes
 
 INSTALLED_APPS = [
     "django.contrib.admin",
