@@ -258,13 +258,14 @@ def helpful_rates(period: Period) -> list[HelpfulRow]:
     answers = dict(Message.objects.filter(period.created_in(), direction=Message.Direction.OUT,
                                           source__in=SOURCES)
                    .order_by().values("source").annotate(n=Count("id")).values_list("source", "n"))
-    rated = {row["message__source"]: row for row in
-             Feedback.objects.filter(period.created_in("message__"), message__direction=Message.Direction.OUT,
-                                     message__source__in=SOURCES)
-             .order_by().values("message__source")
-             .annotate(rated=Count("id"), helpful=Count("id", filter=Q(helpful=True)))}
-    return [HelpfulRow(source, answers.get(source, 0), rated.get(source, {}).get("rated", 0),
-                       rated.get(source, {}).get("helpful", 0)) for source in SOURCES]
+    rated: dict[str, tuple[int, int]] = {
+        source: (n, helpful) for source, n, helpful in
+        Feedback.objects.filter(period.created_in("message__"), message__direction=Message.Direction.OUT,
+                                message__source__in=SOURCES)
+        .order_by().values("message__source")
+        .annotate(rated=Count("id"), helpful=Count("id", filter=Q(helpful=True)))
+        .values_list("message__source", "rated", "helpful")}
+    return [HelpfulRow(source, answers.get(source, 0), *rated.get(source, (0, 0))) for source in SOURCES]
 
 
 # -- time to the first operator reply -----------------------------------------------------

@@ -92,7 +92,7 @@ def daily_chart(name: str, title: str, days: Sequence[date], series: Sequence[Se
     label_every = max(1, round(len(days) / 8))
     for i, day in enumerate(days):
         x = round(left + i * step, 1)
-        y = top + plot_height
+        y = float(top + plot_height)
         parts = []
         for s in series:
             value = s.values[i]

@@ -55,7 +55,7 @@ class PeriodForm(forms.Form):
         self.order_fields(["preset", "from", "to", "similarity"])
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if self.errors:
             return data
         tz = timezone.get_current_timezone()
