@@ -10,4 +10,7 @@ class SupportConfig(AppConfig):
     def ready(self) -> None:
         # Signals are extension points only: they announce FAQ changes after commit
         # (faq_changed), so every ORM path (admin, shell, import) keeps the index fresh.
-        from supportbot.support import signals  # noqa: F401
+        # The operators' Telegram group (OPERATOR_CHAT_ID): copies into customers' topics, its admin.
+        from supportbot.support import admin_group, group_desk, signals  # noqa: F401
+
+        group_desk.connect()
