@@ -1,0 +1,141 @@
+"""Faults under load, each counted (questions sent, answered, lost, duplicated): a production stack
+in processes (the sandbox Bot API posting to ``supportbot webhook``, a ``supportbot worker`` on
+Redis, a database of its own: ``tests/ops/load_stack.py``) answers customers, one FAQ question
+each, while
+
+- the database server is restarted (``service postgresql|mariadb restart``; run by
+  ``tests/databases.py`` on PostgreSQL and MariaDB, skipped on SQLite, which has no server);
+- Redis is stopped, then started again (the webhook runs the work itself meanwhile, the worker
+  reconnects; what waited on Redis is answered once it is back);
+- the Bot API answers a storm of 429s (``retry_after``), as Telegram's flood control does.
+
+Nothing may be lost or answered twice. (A worker killed with SIGKILL mid-task, one update
+delivered three times and to two workers at once, and a wrong secret have their own tests:
+``tests/tasks/test_worker_end_to_end.py``, ``tests/bot/test_webhook.py``.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import pytest
+
+from supportbot.sandbox.client import SandboxClient
+
+from .load_stack import Customers, PrivateRedis, Stack, database_server, ensure_service_running, metric, own_database
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+RATE = 8.0  # questions per second
+QUESTIONS = 40
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faults")
+    redis = PrivateRedis(folder / "redis")
+    redis.start()
+    try:
+        with own_database(folder, f"sbfaults_{os.getpid()}") as url:
+            stack = Stack(folder, url, redis.url)
+            stack.redis = redis  # type: ignore[attr-defined]
+            try:
+                asyncio.run(stack.start())
+                yield stack
+            finally:
+                stack.stop()
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+async def api(stack):
+    async with SandboxClient(stack.sandbox_url) as client:
+        yield client
+        await client.clear_faults()
+
+
+def _alive(stack: Stack) -> None:
+    for name, proc in stack.processes.items():
+        assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{stack.logs()}"
+
+
+async def test_the_database_restarted_under_load_loses_nothing_and_doubles_nothing(stack, api):
+    service = database_server()
+    if service is None:
+        pytest.skip("SQLite has no server to restart: tests/databases.py runs this on PostgreSQL and MariaDB")
+    customers = Customers(api, 810_000)
+    restarted: dict[str, float] = {}
+
+    async def restart() -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        done = await asyncio.to_thread(subprocess.run, ["service", service, "restart"], capture_output=True,
+                                       text=True, timeout=120)
+        restarted["seconds"] = loop.time() - began
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    try:
+        await customers.ask(QUESTIONS, rate=RATE, during=lambda i: restart() if i == 10 else None)
+        counts = await customers.wait_answered(timeout=90)
+    finally:
+        await asyncio.to_thread(ensure_service_running, service)
+    print(f"{service} restarted ({restarted.get('seconds', 0):.1f} s) during the load: {counts.line()}")
+    _alive(stack)
+    assert (counts.lost, counts.duplicated) == (0, 0), f"{counts.line()}\n{stack.logs()}"
+
+
+async def test_redis_stopped_then_started_under_load_loses_nothing_and_doubles_nothing(stack, api):
+    redis: PrivateRedis = stack.redis  # type: ignore[attr-defined]
+    customers = Customers(api, 820_000)
+    fallback_before = stack.log("webhook").count("running it in this process")
+
+    down: dict[str, float] = {}
+
+    def outage(i: int) -> None:
+        if i == 10:
+            redis.stop()
+            down["at"] = time.monotonic()
+        elif i == 25:
+            redis.start()
+            down["for"] = time.monotonic() - down["at"]
+
+    try:
+        await customers.ask(QUESTIONS, rate=RATE, during=outage)
+    finally:
+        if redis.process is None or redis.process.poll() is not None:
+            redis.start()
+    counts = await customers.wait_answered(timeout=90)
+    in_process = stack.log("webhook").count("running it in this process") - fallback_before
+    print(f"Redis stopped for {down['for']:.1f} s during the load ({in_process} updates the webhook handled itself "
+          f"meanwhile): {counts.line()}")
+    _alive(stack)
+    assert (counts.lost, counts.duplicated) == (0, 0), f"{counts.line()}\n{stack.logs()}"
+    assert in_process > 0, "the webhook never fell back to working in process while Redis was down"
+    # The worker is connected again: a question asked now is answered by it.
+    before = await metric(f"http://127.0.0.1:{stack.worker_port}/metrics", "supportbot_tasks_total")
+    after_outage = Customers(api, 825_000)
+    await after_outage.ask(3, rate=RATE)
+    assert (await after_outage.wait_answered(timeout=60)).lost == 0
+    assert await metric(f"http://127.0.0.1:{stack.worker_port}/metrics", "supportbot_tasks_total") >= before + 3
+
+
+async def test_a_429_storm_from_the_bot_api_under_load_loses_nothing_and_doubles_nothing(stack, api):
+    customers = Customers(api, 830_000)
+    storm = 30
+
+    async def flood(i: int) -> None:
+        if i == 10:  # the next 30 sendMessage calls, whoever makes them, are told to wait 1-2 s
+            await api.inject_fault("sendMessage", 429, count=storm // 2, retry_after=1)
+            await api.inject_fault("sendMessage", 429, count=storm // 2, retry_after=2)
+
+    await customers.ask(QUESTIONS, rate=RATE, during=lambda i: flood(i) if i == 10 else None)
+    counts = await customers.wait_answered(timeout=90)
+    hits = sum(f["hits"] for f in await api.faults())
+    print(f"a storm of {hits} 429 answers (retry_after 1-2 s) during the load: {counts.line()}")
+    _alive(stack)
+    assert hits == storm
+    assert (counts.lost, counts.duplicated) == (0, 0), f"{counts.line()}\n{stack.logs()}"
