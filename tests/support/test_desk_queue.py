@@ -73,6 +73,8 @@ def queue(olga):
 def test_waiting_tickets_come_first_longest_waiting_first_then_the_latest(client, queue):
     html = client.get(QUEUE).content.decode()
     assert _rows(html) == [queue[k].pk for k in ("long_wait", "short_wait", "answered", "closed", "old_open")]
+    # The title (and so the browser tab) says how many wait; the list refreshes itself.
+    assert "<title>Queue: 2 waiting |" in html and "support/queue.js" in html
 
 
 def test_the_columns_say_what_an_operator_needs(client, queue):

@@ -182,6 +182,13 @@ class TicketAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["support/desk.css"]}
+        js = ["support/queue.js"]
+
+    def changelist_view(self, request, extra_context=None):
+        # The count in the title shows in the browser tab: someone waits, even in a background tab.
+        waiting = Ticket.objects.filter(status__in=Ticket.WAITING).count()
+        context = {"title": _("Queue: %(n)d waiting") % {"n": waiting}, **(extra_context or {})}
+        return super().changelist_view(request, context)
 
     def get_queryset(self, request):
         rows = Message.objects.filter(ticket=OuterRef("pk")).order_by("-id")

@@ -50,7 +50,15 @@ canned reply; Alt+/ focuses the canned-reply picker.
     if (!node) return false;
     const empty = thread.querySelector(".desk-empty");
     if (empty) empty.remove();
-    thread.appendChild(node);
+    // In time order: a row that arrives late (a status change after the reply the page sent
+    // itself) goes where a reload would put it.
+    const ts = Number(node.dataset.ts) || Infinity;
+    let before = null;
+    for (let row = thread.lastElementChild; row; row = row.previousElementSibling) {
+      if (!(Number(row.dataset.ts) > ts)) break;
+      before = row;
+    }
+    thread.insertBefore(node, before);
     if (item.id > (cursors[item.kind] || 0)) cursors[item.kind] = item.id;
     return true;
   }
