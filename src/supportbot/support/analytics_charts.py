@@ -8,6 +8,7 @@ reads it and a browser test checks it. Colours follow the admin's theme where it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -77,7 +78,7 @@ class Series:
 def daily_chart(name: str, title: str, days: Sequence[date], series: Sequence[Series]) -> SafeString:
     """Stacked columns per day (series bottom to top), with a legend and the y-axis maximum."""
     left, top, plot_height, legend = 44, 10, 160, 22
-    step = max(3.0, min(28.0, 760 / max(len(days), 1)))
+    step = max(3.0, min(48.0, 760 / max(len(days), 1)))
     column = max(2.0, step * 0.75)
     width = int(left + step * len(days) + 20)
     totals = [sum(s.values[i] for s in series) for i in range(len(days))]
@@ -89,7 +90,7 @@ def daily_chart(name: str, title: str, days: Sequence[date], series: Sequence[Se
         left, top + plot_height, width - 10, top + plot_height, left - 6, top + 10, most, left - 6,
         top + plot_height,
     )]
-    label_every = max(1, round(len(days) / 8))
+    label_every = math.ceil(40 / step)  # a "03-14" label needs about 40 px
     for i, day in enumerate(days):
         x = round(left + i * step, 1)
         y = float(top + plot_height)

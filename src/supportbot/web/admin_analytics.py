@@ -126,11 +126,13 @@ def analytics_view(request: HttpRequest) -> HttpResponse:
     report = analytics.build_report(period, embedder=embedder, threshold=threshold)
     if request.GET.get("format") == "csv":
         return _csv(report)
+    shown = form if form.is_bound else PeriodForm(
+        {"from": period.first.isoformat(), "to": period.last.isoformat()}, today=period.last)
+    shown.fields["similarity"].widget.attrs["placeholder"] = f"{threshold:.2f}"
     context = {
         **admin.site.each_context(request),
         "title": _("Analytics"),
-        "form": form if form.is_bound else PeriodForm(
-            {"from": period.first.isoformat(), "to": period.last.isoformat()}, today=period.last),
+        "form": shown,
         "presets": PRESETS,
         "report": report,
         "charts": _charts(report),
@@ -176,7 +178,8 @@ def _charts(report: analytics.Report) -> dict:
         "automation": bar_chart("automation", _("Questions answered without an operator, by source (of %(n)d)")
                                 % {"n": decisions}, automation_bars),
         "helpful": bar_chart("helpful", _("Helpful rate by source"), helpful_bars),
-        "reasons": bar_chart("reasons", _("Hand-overs by reason"), reason_bars) if reason_bars else None,
+        "reasons": bar_chart("reasons", _("Hand-overs by reason"), reason_bars, label_width=330)
+        if reason_bars else None,
         "csat": bar_chart("csat", _("CSAT ratings"), csat_bars, label_width=90),
         "daily": daily_chart("daily", _("Answers and hand-overs per day"), [d.day for d in a.daily], daily),
         "heatmap": heat_map("heatmap", _("Customer messages by weekday and hour"), report.heatmap,
