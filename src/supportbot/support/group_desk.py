@@ -173,7 +173,9 @@ def _message_saved(sender, instance: Message, created: bool, raw: bool = False, 
         return
     ticket = instance.ticket
     if instance.direction == Message.Direction.IN:
-        if ticket.status in WITH_A_PERSON:
+        # The status as stored now (the instance's ticket may be an older copy).
+        status = Ticket.objects.filter(pk=ticket.pk).values_list("status", flat=True).first()
+        if status in WITH_A_PERSON:
             post(ticket=ticket, text="👤 " + _quoted(instance), source=Message.Source.USER, chat_id=chat_id,
                  in_reply_to=instance)
     elif (instance.source == Message.Source.OPERATOR and not _replying_from_topic.get()
@@ -324,6 +326,8 @@ class TopicOutcome(str, Enum):
     NO_TICKET = "no_ticket"
     #: /resolve or /close on a ticket that already was.
     UNCHANGED = "unchanged"
+    #: Only white space: nothing to send.
+    EMPTY = "empty"
 
 
 @dataclass(frozen=True)
@@ -383,7 +387,9 @@ def reply_from_topic(*, chat_id: int, message_thread_id: int, telegram_user_id: 
     token = _replying_from_topic.set(True)
     try:
         reply = services.do_operator_reply(ticket=ticket, operator=operator, text=text)
-    except (EmptyReply, TicketClosed):
+    except EmptyReply:
+        return TopicResult(TopicOutcome.EMPTY, ticket.pk)
+    except TicketClosed:
         return TopicResult(TopicOutcome.NO_TICKET, ticket.pk)
     finally:
         _replying_from_topic.reset(token)

@@ -35,6 +35,7 @@ UNMAPPED = ("Your Telegram account (id {user_id}) is not linked to an operator, 
             "the customer. An admin can link it in the admin: Support desk → Operator accounts "
             "(your Telegram id: {user_id}).")
 NO_TICKET = "This customer has no open ticket, so nothing was sent. Their next message opens a new one."
+EMPTY = "An empty message: nothing was sent."
 NOT_TEXT = "Only text is sent to the customer from here; this message was not sent."
 UNKNOWN_TOPIC = "This topic does not belong to a customer: commands work in customers' topics only."
 FAILED = "Something went wrong; nothing was sent. Please try again or use the web admin."
@@ -52,6 +53,7 @@ async def _tell(desk: GroupDesk, message: TgMessage, result: TopicResult, *, com
     texts = {
         TopicOutcome.UNMAPPED: UNMAPPED.format(user_id=user_id),
         TopicOutcome.NO_TICKET: NO_TICKET,
+        TopicOutcome.EMPTY: EMPTY,
         TopicOutcome.UNCHANGED: UNCHANGED.get(command, ""),
         TopicOutcome.UNKNOWN_TOPIC: UNKNOWN_TOPIC if command else "",
     }
