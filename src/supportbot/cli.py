@@ -113,7 +113,8 @@ async def _serve_sandbox(cfg, port: int | None = None):
     from supportbot.sandbox.server import start_server
 
     server = await start_server(cfg.sandbox_host, cfg.sandbox_port if port is None else port,
-                                token=SANDBOX_BOT_TOKEN, enforce_limits=cfg.sandbox_enforce_limits)
+                                token=SANDBOX_BOT_TOKEN, enforce_limits=cfg.sandbox_enforce_limits,
+                                forum_group=cfg.desk.operator_chat_id)  # the operators' group, played too
     return server
 
 
@@ -243,7 +244,7 @@ def cmd_sandbox(args) -> int:
 
     cfg = _settings()
     run_forever(cfg.sandbox_host, cfg.sandbox_port, token=SANDBOX_BOT_TOKEN,
-                enforce_limits=cfg.sandbox_enforce_limits or args.limits)
+                enforce_limits=cfg.sandbox_enforce_limits or args.limits, forum_group=cfg.desk.operator_chat_id)
     return 0
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from supportbot.config import SANDBOX_BOT_TOKEN
 from supportbot.support import services
@@ -247,3 +249,14 @@ async def test_what_is_not_sent_from_the_group_and_who_is_told(desk, customer_ap
     assert len(own_topic) == 1  # only the answer to /close
     # Nobody in the group became a customer.
     assert not await Ticket.objects.filter(user_id__in=[ANNA["id"], STRANGER["id"]]).aexists()
+
+
+async def test_an_overdue_ticket_is_recalled_in_its_topic(desk, customer_api):
+    app, _anna = desk
+    ticket = await _hand_over(customer_api)
+    thread = (await _topic(customer_api))["message_thread_id"]
+    await _topic_text(customer_api, thread, "handed over")
+    await Ticket.objects.filter(pk=ticket.pk).aupdate(waiting_since=timezone.now() - timedelta(minutes=42))
+    await app.overdue.check_once()  # the bot's reminder loop, once
+    reminder = await _topic_text(customer_api, thread, "⏰")
+    assert reminder["plain_text"].startswith(f"⏰ Ticket #{ticket.pk}: Olena Petrenko @olena_p has been waiting 42 min")

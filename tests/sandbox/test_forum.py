@@ -180,3 +180,20 @@ def _raw(method: str, **params):
         model_config = {"extra": "allow"}
 
     return Raw(**params)
+
+
+async def test_the_operators_group_can_exist_from_the_start():
+    """``supportbot run`` / ``supportbot sandbox`` with OPERATOR_CHAT_ID: the sandbox has that forum
+    group from the start, the bot its administrator, so the group desk works offline too."""
+    from supportbot.sandbox import start_server
+
+    from .helpers import TOKEN, bot_for
+
+    server = await start_server(port=0, token=TOKEN, forum_group=-1004242)
+    try:
+        async with bot_for(server, TOKEN) as bot, SandboxClient(server.url) as client:
+            topic = await bot.create_forum_topic(-1004242, "Olena")
+            assert [t["name"] for t in await client.topics(-1004242)] == ["Olena"]
+            assert topic.message_thread_id > 0
+    finally:
+        await server.close()

@@ -177,13 +177,18 @@ async def start_server(
     token: str,
     state: SandboxState | None = None,
     enforce_limits: bool = False,
+    forum_group: int | None = None,
 ) -> SandboxServer:
     """Start serving on ``host:port`` (0 = an ephemeral port) and return the handle.
 
-    ``enforce_limits``: answer 429 over Telegram's send limits (``limits.py``)."""
+    ``enforce_limits``: answer 429 over Telegram's send limits (``limits.py``);
+    ``forum_group``: a forum supergroup with this id, the bot its administrator (the operators'
+    group of ``OPERATOR_CHAT_ID``; members write into it through the control API)."""
     state = state if state is not None else SandboxState()
     if enforce_limits:
         state.limits.enabled = True
+    if forum_group is not None and forum_group not in state.forum.groups:
+        state.forum.create(title="Operators (sandbox)", chat_id=forum_group)
     app = create_app(state, token=token)
     runner = web.AppRunner(
         app,
@@ -203,8 +208,9 @@ async def start_server(
     return SandboxServer(url=url, port=real_port, state=state, runner=runner)
 
 
-async def _serve_until_stopped(host: str, port: int, token: str, enforce_limits: bool = False) -> None:
-    server = await start_server(host, port, token=token, enforce_limits=enforce_limits)
+async def _serve_until_stopped(host: str, port: int, token: str, enforce_limits: bool = False,
+                               forum_group: int | None = None) -> None:
+    server = await start_server(host, port, token=token, enforce_limits=enforce_limits, forum_group=forum_group)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -222,8 +228,9 @@ async def _serve_until_stopped(host: str, port: int, token: str, enforce_limits:
         logger.info("Telegram Bot API sandbox stopped")
 
 
-def run_forever(host: str = "127.0.0.1", port: int = 8081, token: str = "", *, enforce_limits: bool = False) -> None:
+def run_forever(host: str = "127.0.0.1", port: int = 8081, token: str = "", *, enforce_limits: bool = False,
+                forum_group: int | None = None) -> None:
     """Serve until Ctrl-C / SIGTERM (the ``supportbot sandbox`` command)."""
     _bot_id(token)  # fail fast, before binding, on a malformed token
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_stopped(host, port, token, enforce_limits))
+        asyncio.run(_serve_until_stopped(host, port, token, enforce_limits, forum_group))
