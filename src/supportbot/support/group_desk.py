@@ -58,7 +58,7 @@ DIGEST_LINE = 600
 #: Statuses in which a person owns the ticket: the customer's topic is open, their messages copied.
 WITH_A_PERSON = (Ticket.Status.WITH_OPERATOR, Ticket.Status.ANSWERED)
 
-_KIND_LABELS = {
+_KIND_LABELS: dict[str, str] = {
     Message.Kind.PHOTO: "[photo]",
     Message.Kind.STICKER: "[sticker]",
     Message.Kind.DOCUMENT: "[document]",

@@ -91,13 +91,16 @@ async def on_command(message: TgMessage, operators_group: GroupDesk, delivery: D
     if thread is None:
         await operators_group.say(None, UNKNOWN_TOPIC, reply_to=message.message_id)
         return
-    kwargs = {"chat_id": message.chat.id, "message_thread_id": thread, "telegram_user_id": message.from_user.id,
-              "telegram_message_id": message.message_id, "text": message.text or ""}
+    chat_id, user_id, text = message.chat.id, message.from_user.id, message.text or ""
     try:
         if command == "close":
-            result = await in_worker_thread(group_desk.close_from_topic)(**kwargs)
+            result = await in_worker_thread(group_desk.close_from_topic)(
+                chat_id=chat_id, message_thread_id=thread, telegram_user_id=user_id,
+                telegram_message_id=message.message_id, text=text)
         else:
-            result = await in_worker_thread(group_desk.resolve_from_topic)(**kwargs, default_language=default_language)
+            result = await in_worker_thread(group_desk.resolve_from_topic)(
+                chat_id=chat_id, message_thread_id=thread, telegram_user_id=user_id,
+                telegram_message_id=message.message_id, text=text, default_language=default_language)
     except Exception:
         log.exception("/%s in topic %s failed", command, thread)
         await operators_group.say(thread, FAILED, reply_to=message.message_id)
