@@ -131,3 +131,12 @@ async def test_ask_the_bot_instead_brings_back_automatic_answers(fake_bot, custo
     # The old button does nothing now.
     stale = await _press(customer_api, CUSTOMER, handed["message_id"], button["callback_data"])
     assert stale["show_alert"] is True and "no longer active" in stale["text"]
+
+
+async def test_the_bot_process_runs_the_overdue_watch(fake_bot):
+    from datetime import timedelta
+
+    # OVERDUE_MINUTES (default 30) reaches the watch; the group desk appends to its notifiers.
+    assert fake_bot.overdue.overdue_after == timedelta(minutes=30)
+    [task] = [t for t in fake_bot._tasks if t.get_name() == "overdue-tickets"]
+    assert not task.done()
