@@ -12,6 +12,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.cache import caches
 from django.test import Client
 from django.urls import reverse
 
@@ -21,6 +22,11 @@ pytestmark = pytest.mark.django_db
 
 URL = "/admin/analytics/"
 WEEK_QUERY = {"from": "2026-03-02", "to": "2026-03-08"}
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_vectors():
+    caches["analytics"].clear()
 
 
 @pytest.fixture
@@ -195,3 +201,11 @@ def test_the_grouping_line_follows_the_model(model, line):
     from supportbot.web.admin_analytics import _grouping
 
     assert _grouping(model) == line
+
+
+def test_question_vectors_are_remembered_between_loads(operator_client, week, fake):
+    operator_client.get(URL, WEEK_QUERY)
+    assert fake.embedded_texts == 3  # three distinct wordings
+    operator_client.get(URL, {**WEEK_QUERY, "similarity": "0.5"})
+    operator_client.get(URL, {"from": "2026-03-03", "to": "2026-03-08"})
+    assert fake.embedded_texts == 3  # nothing embedded again

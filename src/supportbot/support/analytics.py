@@ -454,9 +454,12 @@ def question_groups(period: Period, embedder: QuestionEmbedder, *, threshold: fl
     questions, total = handed_over_questions(period, limit=limit)
     if not questions:
         return QuestionGroups([], 0, total, threshold)
-    vectors = np.asarray(embedder.embed([q.text for q in questions]), dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = vectors / np.where(norms == 0, 1.0, norms)
+    distinct = list(dict.fromkeys(q.text for q in questions))  # the same wording embedded once
+    unique = np.asarray(embedder.embed(distinct), dtype=np.float32)
+    norms = np.linalg.norm(unique, axis=1, keepdims=True)
+    unique = unique / np.where(norms == 0, 1.0, norms)
+    row_of = {text: i for i, text in enumerate(distinct)}
+    vectors = unique[[row_of[q.text] for q in questions]]
     groups = []
     for members in group_similar(vectors, threshold)[:top]:
         texts = [questions[i].text for i in members]  # latest first

@@ -10,10 +10,12 @@ similarity line, then hands both to the pure functions of ``support.analytics``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
+import numpy as np
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
@@ -105,10 +107,36 @@ def _grouping(embedder_name: str) -> float:
     return line
 
 
+class RememberingEmbedder:
+    """The matcher's embedder with its question vectors kept in Django's "analytics" cache (this
+    process's memory): embedding hundreds of questions takes tens of seconds on a small CPU, and
+    a reload, another period or another similarity line asks for the same questions again."""
+
+    def __init__(self, embedder, cache) -> None:
+        self.embedder, self.cache = embedder, cache
+        self.name = embedder.name
+
+    def _key(self, text: str) -> str:
+        return "q:" + hashlib.sha256(f"{self.name}\n{text}".encode()).hexdigest()
+
+    def embed(self, texts):
+        keys = [self._key(t) for t in texts]
+        known = self.cache.get_many(keys)
+        missing = [t for t, k in zip(texts, keys, strict=True) if k not in known]
+        if missing:
+            fresh = np.asarray(self.embedder.embed(missing), dtype=np.float32)
+            new = {self._key(t): v.tobytes() for t, v in zip(missing, fresh, strict=True)}
+            self.cache.set_many(new, timeout=7 * 24 * 3600)
+            known.update(new)
+        return np.stack([np.frombuffer(known[k], dtype=np.float32) for k in keys]) if keys else np.zeros((0, 0))
+
+
 def _embedder():
+    from django.core.cache import caches
+
     from supportbot import assembly
 
-    return assembly.default_embedder()
+    return RememberingEmbedder(assembly.default_embedder(), caches["analytics"])
 
 
 def analytics_view(request: HttpRequest) -> HttpResponse:

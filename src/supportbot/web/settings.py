@@ -86,6 +86,14 @@ DATABASES = {"default": _db}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# "analytics": the matcher's vectors of handed-over questions, kept in this process's memory by the
+# analytics page (web/admin_analytics.py); about 4.6 KB each with EmbeddingGemma + e5.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "analytics": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "analytics",
+                  "OPTIONS": {"MAX_ENTRIES": 5000}},
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
