@@ -175,3 +175,18 @@ def test_operator_accounts_in_the_admin(admin_client):
     assert (account.user, account.telegram_user_id, account.telegram_username) == (anna, 701, "anna")
     assert admin_client.get("/admin/support/operatoraccount/").status_code == 200
     assert admin_client.get("/admin/support/forumtopic/").status_code == 200
+
+
+def test_a_reply_to_a_resolved_ticket_reopens_it_in_the_group(settings):
+    """Answering a resolved ticket gives it back to a person: the group is told (and the bot opens
+    the topic again before posting it), so the customer's next messages land in an open topic."""
+    use_group_desk(settings)
+    anna = _staff()
+    ticket = Ticket.objects.create(user=_customer())
+    services.hand_over(ticket_id=ticket.pk, actor="bot", reason="no answer")
+    services.resolve_ticket(ticket=ticket, operator=anna)
+    services.do_operator_reply(ticket=ticket, operator=anna, text="One more thing: your refund is on its way.")
+    copy, notice = _desk_rows(ticket)[-2:]
+    assert copy == "💬 Anna (web): One more thing: your refund is on its way."
+    assert notice == f"🙋 Ticket #{ticket.pk} reopened (operator replied). Olena Petrenko @olena_p, language uk."
+    assert group_desk.topic_should_be_open(customer_id=CUSTOMER)

@@ -196,7 +196,7 @@ def _status_changed(sender, instance: TicketStatusChange, created: bool, raw: bo
     if text is None:
         return
     ticket = instance.ticket
-    handed_over = instance.new_status == Ticket.Status.WITH_OPERATOR and instance.old_status not in WITH_A_PERSON
+    handed_over = instance.new_status in WITH_A_PERSON and instance.old_status not in WITH_A_PERSON
     if not handed_over and not _in_the_desk(ticket):
         return  # never in the group: nothing to tell it
     if handed_over:
@@ -213,9 +213,10 @@ def status_notice(change: TicketStatusChange) -> str | None:
     old, new = change.old_status, change.new_status
     if old == new:
         return f"👤 {ticket_ref} taken by {who}." if change.reason.startswith("taken") else None
-    if new == Ticket.Status.WITH_OPERATOR:
+    if new in WITH_A_PERSON:
         if old in WITH_A_PERSON:
-            return None  # the customer wrote again after a reply: their message is copied anyway
+            return None  # a reply, or the customer wrote again after one: copied as such
+        # A hand-over, or a reopen (by an operator, or by an operator's reply to a resolved ticket).
         user = change.ticket.user
         language = f", language {user.language_code}" if user.language_code else ""
         verb = "reopened" if old in (Ticket.Status.RESOLVED, Ticket.Status.CLOSED) else "handed over"
