@@ -25,7 +25,7 @@ from ..browser import form_fields
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-JSON = {"HTTP_ACCEPT": "application/json"}
+JSON = {"Accept": "application/json"}
 
 
 def _operator(name: str, *, superuser: bool = True):
@@ -64,8 +64,8 @@ def test_a_double_submit_of_one_reply_is_delivered_once(ticket):
     page = client.get(_url("change", ticket)).content.decode()
     fields = form_fields(page, "ticket_form")
     fields["reply"] = "Your order ships today."
-    first = client.post(_url("change", ticket), fields, **JSON)
-    again = client.post(_url("change", ticket), fields, **JSON)  # the same form, submitted twice
+    first = client.post(_url("change", ticket), fields, headers=JSON)
+    again = client.post(_url("change", ticket), fields, headers=JSON)  # the same form, submitted twice
     assert first.status_code == again.status_code == 200
     assert again.json()["duplicate"] and again.json()["id"] == first.json()["id"]
     assert "already sent once" in again.json()["message"]
@@ -79,7 +79,7 @@ def test_a_double_submit_of_one_reply_is_delivered_once(ticket):
     # A new form (a new token) sends a new reply.
     fields = form_fields(client.get(_url("change", ticket)).content.decode(), "ticket_form")
     fields["reply"] = "Anything else?"
-    client.post(_url("change", ticket), fields, **JSON)
+    client.post(_url("change", ticket), fields, headers=JSON)
     assert len(_operator_replies()) == 2
 
 
@@ -113,9 +113,9 @@ def test_a_token_of_another_tickets_form_is_refused(ticket):
     client = _client(_operator("olga"))
     fields = form_fields(client.get(_url("change", ticket)).content.decode(), "ticket_form")
     fields["reply"] = "First."
-    client.post(_url("change", ticket), fields, **JSON)
+    client.post(_url("change", ticket), fields, headers=JSON)
     other = Ticket.objects.create(user=TelegramUser.objects.create(id=5502))
-    response = client.post(_url("change", other), fields, **JSON)
+    response = client.post(_url("change", other), fields, headers=JSON)
     assert response.status_code == 400 and "another ticket" in response.json()["error"]
     assert len(_operator_replies()) == 1
 
@@ -129,7 +129,7 @@ def test_two_operators_taking_one_ticket_at_once_one_wins_the_other_is_told(tick
     def take(name):
         try:
             barrier.wait(timeout=10)
-            answers[name] = clients[name].post(_url("take", ticket), **JSON)
+            answers[name] = clients[name].post(_url("take", ticket), headers=JSON)
         finally:
             connection.close()
 
@@ -165,18 +165,18 @@ def test_resolve_close_and_reopen_from_the_page(ticket):
     assert any("resolved" in str(m) for m in response.context["messages"])
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.RESOLVED
-    again = client.post(_url("resolve", ticket), **JSON)
+    again = client.post(_url("resolve", ticket), headers=JSON)
     assert again.status_code == 409 and "already resolved" in again.json()["error"]
 
-    response = client.post(_url("reopen", ticket), **JSON)
+    response = client.post(_url("reopen", ticket), headers=JSON)
     assert response.status_code == 200
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.WITH_OPERATOR
 
-    assert client.post(_url("close", ticket), **JSON).status_code == 200
+    assert client.post(_url("close", ticket), headers=JSON).status_code == 200
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.CLOSED
-    assert client.post(_url("close", ticket), **JSON).status_code == 409
+    assert client.post(_url("close", ticket), headers=JSON).status_code == 409
     # A closed ticket does not reopen beside the customer's newer open ticket: the service's message.
     Ticket.objects.create(user=ticket.user)
     response = client.post(_url("reopen", ticket), follow=True)
@@ -186,14 +186,14 @@ def test_resolve_close_and_reopen_from_the_page(ticket):
     # Replying to a closed ticket: the service's refusal, as JSON for the page.
     fields = form_fields(client.get(_url("change", ticket)).content.decode(), "ticket_form")
     fields["reply"] = "Hello?"
-    response = client.post(_url("change", ticket), fields, **JSON)
+    response = client.post(_url("change", ticket), fields, headers=JSON)
     assert response.status_code == 400 and "closed" in response.json()["error"]
 
 
 def test_actions_need_a_post(ticket):
     client = _client(_operator("olga"))
     for name in ("take", "resolve", "close", "reopen", "note"):
-        response = client.get(_url(name, ticket), **JSON)
+        response = client.get(_url(name, ticket), headers=JSON)
         assert response.status_code == 405 and "POST" in response.json()["error"], name
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.WITH_OPERATOR and ticket.assignee is None
@@ -202,7 +202,7 @@ def test_actions_need_a_post(ticket):
 # -- internal notes ---------------------------------------------------------------------------------
 def test_notes_are_kept_for_the_team_and_never_become_outgoing_messages(ticket):
     client = _client(_operator("olga"))
-    response = client.post(_url("note", ticket), {"note": "VIP customer, be quick <3"}, **JSON)
+    response = client.post(_url("note", ticket), {"note": "VIP customer, be quick <3"}, headers=JSON)
     assert response.status_code == 200 and "VIP customer, be quick &lt;3" in response.json()["html"]
     client.post(_url("note", ticket), {"note": "Called back."}, follow=True)
     assert [n.text for n in InternalNote.objects.order_by("id")] == ["VIP customer, be quick <3", "Called back."]
@@ -216,9 +216,9 @@ def test_notes_are_kept_for_the_team_and_never_become_outgoing_messages(ticket):
 
 def test_an_empty_or_huge_note_is_refused_with_a_clear_message(ticket):
     client = _client(_operator("olga"))
-    response = client.post(_url("note", ticket), {"note": "   "}, **JSON)
+    response = client.post(_url("note", ticket), {"note": "   "}, headers=JSON)
     assert response.status_code == 400 and response.json()["error"].startswith("The note is empty")
-    response = client.post(_url("note", ticket), {"note": "x" * (services.MAX_TEXT + 1)}, **JSON)
+    response = client.post(_url("note", ticket), {"note": "x" * (services.MAX_TEXT + 1)}, headers=JSON)
     assert response.status_code == 400 and "too long" in response.json()["error"]
     assert not InternalNote.objects.exists()
 
@@ -238,7 +238,9 @@ def test_canned_replies_are_offered_in_the_customers_language_with_english_as_fa
     assert [c["shortcut"] for c in canned_replies_for("")] == ["hello", "refund"]  # unknown: English
 
     page = _client(_operator("olga")).get(_url("change", ticket)).content.decode()  # customer speaks ru
-    data = json.loads(re.search(r'<script id="canned-data" type="application/json">(.*?)</script>', page).group(1))
+    found = re.search(r'<script id="canned-data" type="application/json">(.*?)</script>', page)
+    assert found
+    data = json.loads(found.group(1))
     assert [c["text"] for c in data] == ["Здравствуйте!", "Refunds take 5 days."]
     assert "/hello — Приветствие<" in page and "/refund — Refund [en]" in page
 
@@ -272,7 +274,7 @@ def test_a_staff_member_who_may_only_view_tickets_cannot_reply_take_or_note(tick
     response = client.post(_url("change", ticket), {"reply": "Hi", "reply_token": "x" * 32})
     assert response.status_code == 403
     for name in ("take", "resolve", "close", "reopen", "note"):
-        response = client.post(_url(name, ticket), {"note": "hi"}, **JSON)
+        response = client.post(_url(name, ticket), {"note": "hi"}, headers=JSON)
         assert response.status_code == 403 and "permission to change tickets" in response.json()["error"], name
     ticket.refresh_from_db()
     assert ticket.assignee is None and ticket.status == Ticket.Status.WITH_OPERATOR
@@ -287,17 +289,17 @@ def test_broken_input_gets_a_clear_error(ticket):
     client = _client(_operator("olga"))
     fields = form_fields(client.get(_url("change", ticket)).content.decode(), "ticket_form")
     # An empty reply.
-    response = client.post(_url("change", ticket), {**fields, "reply": "  \n "}, **JSON)
+    response = client.post(_url("change", ticket), {**fields, "reply": "  \n "}, headers=JSON)
     assert response.status_code == 400 and "empty" in response.json()["error"].lower()
     # No token, or a forged one.
     for token in ("", "short", "<script>alert(1)</script>-long-enough"):
-        response = client.post(_url("change", ticket), {**fields, "reply": "Hi", "reply_token": token}, **JSON)
+        response = client.post(_url("change", ticket), {**fields, "reply": "Hi", "reply_token": token}, headers=JSON)
         assert response.status_code == 400 and "reload the page" in response.json()["error"], token
     assert not _operator_replies()
     # An unknown ticket.
     for name in ("poll", "take", "note"):
         url = reverse(f"admin:support_ticket_{name}", args=[999999])
-        response = (client.get(url, {"after": 0}, **JSON) if name == "poll" else client.post(url, **JSON))
+        response = (client.get(url, {"after": 0}, headers=JSON) if name == "poll" else client.post(url, headers=JSON))
         assert response.status_code == 404 and response.json()["error"] == \
             "No ticket #999999: it does not exist (or was deleted).", name
     page = client.get(reverse("admin:support_ticket_change", args=[999999]), follow=True)

@@ -27,7 +27,7 @@ from ..browser import form_fields
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-JSON = {"HTTP_ACCEPT": "application/json"}
+JSON = {"Accept": "application/json"}
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_every_kind_of_row_is_rendered_as_the_operator_reads_it(client, ticket, 
     assert "TicketStatusChange object" not in html
     # Internal notes are marked as such; copies posted to the operators' group are not bubbles.
     assert 'class="note"' in html and "not sent to the customer" in html and "&lt;b&gt;today" in html
-    assert "COPY FOR THE GROUP" not in html and f'data-id="{desk_copy.pk}"' not in html
+    assert "COPY FOR THE GROUP" not in html and f'data-key="message-{desk_copy.pk}"' not in html
     assert "Rated 4/5" in _bubble(html, question)
     # Oldest first, newest at the bottom.
     assert html.index("Де моя посилка?") < html.index("I still have no parcel") < html.index("Customer called")
@@ -122,7 +122,9 @@ def test_every_kind_of_row_is_rendered_as_the_operator_reads_it(client, ticket, 
 def test_the_poll_returns_new_rows_deliveries_and_the_ticket_state(client, ticket, operator):
     first = Message.objects.create(ticket=ticket, direction="in", source="user", text="Hello?")
     html = _page(client, ticket)
-    after = int(re.search(r'data-after="(\d+)"', html).group(1))
+    found = re.search(r'data-after="(\d+)"', html)
+    assert found
+    after = int(found.group(1))
     assert after == first.pk
     poll = reverse("admin:support_ticket_poll", args=[ticket.pk])
 
@@ -152,7 +154,7 @@ def test_a_reply_queues_one_outgoing_message_and_the_page_shows_it(client, ticke
     fields = form_fields(_page(client, ticket), "ticket_form")
     assert set(fields) == {"csrfmiddlewaretoken", "reply_token", "reply"}
     fields["reply"] = "Yes, any card."
-    response = client.post(url, fields, **JSON)
+    response = client.post(url, fields, headers=JSON)
     assert response.status_code == 200, response.content
     data = response.json()
     reply = Message.objects.get(source="operator")
@@ -187,6 +189,8 @@ def test_canned_data_in_the_page_is_json(client, ticket):
 
     CannedReply.objects.create(shortcut="hello", language="uk", title="Вітання", text="Вітаю! </script><b>")
     html = _page(client, ticket)
-    raw = re.search(r'<script id="canned-data" type="application/json">(.*?)</script>', html, re.S).group(1)
+    found = re.search(r'<script id="canned-data" type="application/json">(.*?)</script>', html, re.S)
+    assert found
+    raw = found.group(1)
     assert json.loads(raw) == [{"shortcut": "hello", "title": "Вітання", "text": "Вітаю! </script><b>",
                                 "language": "uk"}]

@@ -335,7 +335,7 @@ def new_reply_token() -> str:
 
 class ReplyTokenOfAnotherTicket(DomainError):
     code = "reply_token_of_another_ticket"
-    message = _("This reply form belongs to another ticket; reload the page and send again.")
+    message = "This reply form belongs to another ticket; reload the page and send again."
 
 
 def reply_once(*, ticket: Ticket, operator, text: str, token: str) -> tuple[Message, bool]:
@@ -590,7 +590,8 @@ class DeskViews:
         if len(text) > MAX_NOTE:
             return _refused(request, ticket.pk, _("The note is too long (at most %(n)s characters).")
                             % {"n": MAX_NOTE}, 400)
-        note = InternalNote.objects.create(ticket=ticket, author=request.user, text=text)
+        author = request.user if request.user.is_authenticated else None  # the admin's login: always a user
+        note = InternalNote.objects.create(ticket=ticket, author=author, text=text)
         item = ThreadItem("note", InternalNote.objects.select_related("author").get(pk=note.pk))
         return _answer(request, ticket.pk, _("Note added (only operators see it)."), id=note.pk, key=item.key,
                        html=render_item(item, request))
