@@ -32,6 +32,11 @@ def _buttons(msg: dict) -> list[dict]:
     return [b for row in (msg.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
 
 
+def _only_back_to_bot(msg: dict) -> bool:
+    """A hand-over notice: no Helpful / Not helpful, only "Ask the bot instead" (docs/aftercare.md)."""
+    return [b["text"] for b in _buttons(msg)] == ["🤖 Ask the bot instead"]
+
+
 @pytest.fixture
 async def fake_api():
     server = await FakeOpenAI(ANSWER, token_delay=0.12).start()
@@ -135,7 +140,7 @@ async def test_with_both_llm_steps_off_or_failing_the_question_is_handed_over(
         await make_bot(LlmFallback(AnswerChain([_broken_local_step(), ChainStep(api, 5)])))
     sent = await customer_api.send_text(EN_USER, QUESTION)
     reply = await customer_api.wait_for_bot_message(EN_USER, after=sent["message"]["message_id"], timeout=15)
-    assert "passed your question to an operator" in reply["plain_text"] and not _buttons(reply)
+    assert "passed your question to an operator" in reply["plain_text"] and _only_back_to_bot(reply)
     assert not [m for m in await customer_api.messages(EN_USER) if "AI answer" in (m.get("text") or "")]
     ticket = await Ticket.objects.aget(user_id=EN_USER)
     assert ticket.status == Ticket.Status.WITH_OPERATOR
@@ -162,7 +167,7 @@ async def test_a_model_that_obeys_an_injection_is_never_shown(
     sent = await customer_api.send_text(EN_USER, attack)
     reply = await customer_api.wait_for_bot_message(
         EN_USER, after=sent["message"]["message_id"], predicate=lambda m: "operator" in m["plain_text"], timeout=15)
-    assert not _buttons(reply)
+    assert _only_back_to_bot(reply)
     request = fake_api.requests[0]["messages"]
     assert request[0]["content"] == SYSTEM_PROMPT and attack not in request[0]["content"]
     assert attack in request[1]["content"]
@@ -183,7 +188,7 @@ async def test_hourly_limit_hands_over_politely(transactional_db, make_bot, cust
     await customer_api.wait_for_bot_message(EN_USER, after=sent["message"]["message_id"], predicate=_buttons)
     sent = await customer_api.send_text(EN_USER, "Thanks! Is that also true for my second order next week?")
     reply = await customer_api.wait_for_bot_message(EN_USER, after=sent["message"]["message_id"])
-    assert "many questions in the last hour" in reply["plain_text"] and not _buttons(reply)
+    assert "many questions in the last hour" in reply["plain_text"] and _only_back_to_bot(reply)
     assert len(fake_api.requests) == 1
     ticket = await Ticket.objects.aget(user_id=EN_USER)
     assert ticket.status == Ticket.Status.WITH_OPERATOR
