@@ -202,6 +202,9 @@ def new_context(browser):
 def operator_context(browser, stack):
     """The admin's browser session (logged in once): the desk in one tab, the sandbox chat in another."""
     context = new_context(browser)
+    # The admin's navigation sidebar folded away (Django keeps that in localStorage): the desk
+    # gets the whole 1280 px width, in the screenshots too.
+    context.add_init_script("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
     log_in(context, stack, stack.admin).close()
     try:
         yield context
@@ -224,3 +227,31 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+@dataclass
+class QueueRow:
+    ticket_id: int
+    customer: str
+    waiting: bool  # the row shows a waiting time ("12 min"); "—" for nobody waiting
+    text: str
+
+
+def queue(page) -> list[QueueRow]:
+    """The ticket list as the operator sees it, top to bottom (the page must be on it)."""
+    rows = []
+    for cells in page.locator("#result_list tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.querySelectorAll('th, td')].map(c => c.innerText.trim()))"):
+        # checkbox, id, customer, last customer message, waiting, language, last answer, assignee, status
+        rows.append(QueueRow(int(cells[1]), cells[2], cells[4] not in ("", "—"), " | ".join(cells[1:])))
+    return rows
+
+
+def assert_waiting_first(rows: list[QueueRow]) -> None:
+    """Waiting tickets first, oldest first (in this stack: the lower id waited longer), then the rest."""
+    flags = [row.waiting for row in rows]
+    shown = "\n".join(row.text for row in rows)
+    assert flags == sorted(flags, reverse=True), f"a ticket nobody waits on is above a waiting one:\n{shown}"
+    waiting = [row.ticket_id for row in rows if row.waiting]
+    assert waiting == sorted(waiting), f"the waiting tickets are not oldest first:\n{shown}"
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import log_in, new_context
+from .conftest import assert_waiting_first, log_in, new_context, queue
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,10 @@ def test_the_waiting_customer_is_at_the_top_of_the_queue(page, stack):
     stack.wait_for_bot(7102, after=asked["message_id"])
 
     page.goto(f"{stack.web_url}/admin/support/ticket/")
-    first = page.locator("#result_list tbody tr").first
-    expect(first).to_contain_text("Dmytro")
-    expect(first).to_contain_text("engrave my name")  # the last customer message, in the row
+    expect(page.locator("#result_list")).to_contain_text("Iryna")
+    rows = queue(page)
+    names = [row.customer for row in rows]
+    dmytro = rows[names.index("Dmytro")]
+    assert dmytro.waiting and "engrave my name" in dmytro.text, dmytro.text  # his last message, his wait
+    assert names.index("Dmytro") < names.index("Iryna"), names
+    assert_waiting_first(rows)  # and at the top when he waited longest (other tests' customers may wait too)
