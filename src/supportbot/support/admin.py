@@ -227,7 +227,7 @@ class TicketAdmin(admin.ModelAdmin):
     def waiting(self, obj: Ticket):
         now = timezone.now()
         label = waiting_label(obj.waiting_since, now=now)
-        if label and is_overdue(obj.waiting_since, now=now):
+        if label and is_overdue(obj, now=now):
             return format_html('<span class="queue-overdue" title="{}">⚠ {}</span>',
                                _("Waiting too long: answer or take this ticket"), label)
         return label or "—"

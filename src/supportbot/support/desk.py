@@ -39,7 +39,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from supportbot.support import services
+from supportbot.support import aftercare, services
 from supportbot.support import voice as voice_messages
 from supportbot.support.errors import DomainError
 from supportbot.support.models import (
@@ -162,8 +162,9 @@ def overdue_minutes() -> int:
     return int(getattr(settings, "SUPPORTBOT_OVERDUE_MINUTES", 30))
 
 
-def is_overdue(since: datetime | None, *, now: datetime | None = None) -> bool:
-    return since is not None and (now or timezone.now()) - since > timedelta(minutes=overdue_minutes())
+def is_overdue(ticket: Ticket, *, now: datetime | None = None) -> bool:
+    """The queue's red mark: the same rule as the reminders (``aftercare.is_overdue``)."""
+    return aftercare.is_overdue(ticket, now=now or timezone.now(), overdue_after=timedelta(minutes=overdue_minutes()))
 
 
 # -- the thread ---------------------------------------------------------------------------------
@@ -313,7 +314,7 @@ def ticket_state(ticket: Ticket, *, can_change: bool) -> dict[str, Any]:
         "assignee": person(ticket.assignee), "assignee_text": person(ticket.assignee) or str(_("nobody")),
         "actions": available_actions(ticket, can_change=can_change),
         "waiting": waiting, "waiting_text": str(_("waiting %(time)s") % {"time": waiting}) if waiting else "",
-        "overdue": is_overdue(ticket.waiting_since),
+        "overdue": is_overdue(ticket),
     }
 
 
