@@ -177,6 +177,8 @@ def test_resolve_close_and_reopen_from_the_page(ticket):
     ticket.refresh_from_db()
     assert ticket.status == Ticket.Status.CLOSED
     assert client.post(_url("close", ticket), headers=JSON).status_code == 409
+    response = client.post(_url("take", ticket), headers=JSON)  # nobody takes a closed ticket
+    assert response.status_code == 409 and "closed: reopen it first" in response.json()["error"]
     # A closed ticket does not reopen beside the customer's newer open ticket: the service's message.
     Ticket.objects.create(user=ticket.user)
     response = client.post(_url("reopen", ticket), follow=True)
