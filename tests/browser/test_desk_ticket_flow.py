@@ -4,7 +4,8 @@ customer in the sandbox chat page, the operator on the desk.
 Olena asks, presses "Not helpful" and waits; the operator finds her ticket at the top of the
 queue, opens it and takes it; her next message appears on the open page without a reload; the
 operator answers with a canned reply (/shortcut, Tab, Ctrl+Enter), sees it delivered (the state
-turns to Sent) and in the customer's chat; resolves, and the chat shows the rating buttons; Olena
+turns to Sent) and in the customer's chat; adds an internal note, which the customer never
+sees; resolves, and the chat shows the rating buttons; Olena
 rates; the answer is saved to the FAQ, and the next customer who asks the same gets it from the
 FAQ; the analytics page shows the hand-over, the reply and the rating this test made. The
 README's screenshots are taken on the way.
@@ -121,7 +122,14 @@ def test_an_operator_answers_a_waiting_customer_from_the_queue_to_the_faq(operat
     expect(reply.locator(".delivery")).to_have_attribute("data-state", "sent")
     expect(reply.locator(".delivery")).to_have_text("Sent")
     expect(chat.locator(".sb-msg.sb-bot").last).to_contain_text(CANNED)  # delivered to Telegram
+    desk.evaluate("window.scrollTo(0, 0)")  # the header (customer, status, actions) and the thread
     screenshot(desk, "ticket-page")
+
+    # -- an internal note: on the page, never in the customer's chat ----------------------------
+    desk.fill("#note-text", "She also asked about engraving: check with the warehouse.")
+    desk.press("#note-text", "Control+Enter")
+    expect(desk.locator("#thread .note").last).to_contain_text("check with the warehouse")
+    expect(desk.locator("#note-text")).to_have_value("")
 
     # -- resolve: the customer is asked to rate, with buttons ---------------------------------
     desk.click("#resolve")
@@ -130,6 +138,9 @@ def test_an_operator_answers_a_waiting_customer_from_the_queue_to_the_faq(operat
     expect(rating.get_by_role("button")).to_have_count(5)
     rating.get_by_role("button").nth(4).click()  # the fifth: 5 of 5
     _reload_until(desk, "#thread .msg-csat", "Rated 5/5")  # the desk shows the rating (on a new render)
+
+    assert not any("warehouse" in (m.get("text") or "") for m in stack.bot_messages(customer)), \
+        "the internal note reached the customer"
 
     # -- Save to FAQ: the next customer who asks the same gets the answer from the FAQ ----------
     desk.locator("#thread .msg[data-side=operator]").last.get_by_role("link", name="Save to FAQ").click()
