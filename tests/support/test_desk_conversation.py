@@ -194,3 +194,11 @@ def test_canned_data_in_the_page_is_json(client, ticket):
     raw = found.group(1)
     assert json.loads(raw) == [{"shortcut": "hello", "title": "Вітання", "text": "Вітаю! </script><b>",
                                 "language": "uk"}]
+
+
+def test_the_header_links_the_customers_other_tickets(client, ticket):
+    services.close_ticket(ticket=ticket)
+    newer = Ticket.objects.create(user=ticket.user)
+    html = _page(client, newer)
+    assert f'href="{reverse("admin:support_ticket_change", args=[ticket.pk])}"' in html and f">#{ticket.pk}<" in html
+    assert "Other tickets" not in _page(client, Ticket.objects.create(user=TelegramUser.objects.create(id=4402)))

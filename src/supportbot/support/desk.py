@@ -466,6 +466,8 @@ class DeskViews:
             "can_change": can_change,
             "reply_token": new_reply_token(),
             "canned": canned_replies_for(ticket.user.language_code),
+            "earlier": list(Ticket.objects.filter(user_id=ticket.user_id).exclude(pk=ticket.pk)
+                            .order_by("-created_at")[:5]),
             "poll_interval_ms": POLL_INTERVAL_MS,
             "actions": ["take", "resolve", "close", "reopen"],
             "has_view_permission": True,

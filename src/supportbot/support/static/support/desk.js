@@ -31,7 +31,13 @@ canned reply; Alt+/ focuses the canned-reply picker.
     note: Number(desk.dataset.afterNote) || 0,
   };
   const interval = Number(desk.dataset.pollInterval) || 2000;
+  const title = document.title;
   let failures = 0;
+  let unseen = 0;  // customer messages that arrived while the tab was in the background
+
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) { unseen = 0; document.title = title; }
+  });
 
   function csrfToken() {
     const input = document.querySelector("[name=csrfmiddlewaretoken]");
@@ -116,7 +122,13 @@ canned reply; Alt+/ focuses the canned-reply picker.
       if (!response.ok) throw new Error(data.error || response.statusText);
       const stick = nearBottom();
       let added = false;
-      for (const item of data.items) added = addItem(item) || added;
+      for (const item of data.items) {
+        if (addItem(item)) {
+          added = true;
+          if (document.hidden && item.html.includes('data-side="customer"')) unseen += 1;
+        }
+      }
+      if (unseen) document.title = "(" + unseen + ") " + title;
       updateDeliveries(data.deliveries);
       updateTicket(data.ticket);
       if (added && stick) window.scrollTo(0, document.documentElement.scrollHeight);
