@@ -35,8 +35,6 @@ VIEWPORT = {"width": 1280, "height": 800}
 #: machine's two cores are shared with other work.
 TIMEOUT_MS = 15_000
 
-pytestmark = pytest.mark.slow
-
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,7 +8,8 @@ from playwright.sync_api import Page, expect
 
 from .conftest import log_in, new_context
 
-pytestmark = pytest.mark.slow
+# The first test also starts the stack (`supportbot run`, ~20-30 s on a busy 2-core machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def _open_ticket_of(page: Page, stack, name: str) -> None:

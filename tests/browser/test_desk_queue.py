@@ -7,7 +7,8 @@ from playwright.sync_api import expect
 
 from .conftest import assert_waiting_first, log_in, new_context, queue
 
-pytestmark = pytest.mark.slow
+# The first test also starts the stack (`supportbot run`, ~20-30 s on a busy 2-core machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_a_wrong_password_is_refused_with_the_admins_message(browser, stack):

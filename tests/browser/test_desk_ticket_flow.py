@@ -21,7 +21,8 @@ from playwright.sync_api import Page, expect
 
 from .conftest import assert_waiting_first, queue, screenshot
 
-pytestmark = pytest.mark.slow
+# The first test also starts the stack (`supportbot run`, ~20-30 s on a busy 2-core machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 QUESTION = "Can you engrave my name on the laptop lid before it ships?"
 CANNED = "Thank you for waiting! Your order has been found and it ships today."
