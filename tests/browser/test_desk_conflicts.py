@@ -1,7 +1,10 @@
 """What goes wrong on the desk shows as a message on the page, never as a server error: an empty
-reply, and a second operator who takes a ticket another took a moment before."""
+reply, a second operator who takes a ticket another took a moment before, and a reply whose answer
+was lost on the way back (sent again: delivered once)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -55,3 +58,34 @@ def test_the_second_operator_to_take_a_ticket_is_told_who_has_it(browser, page, 
         expect(taras.locator("#ticket-assignee")).to_contain_text("Olena")
     finally:
         second.close()
+
+
+def test_a_reply_whose_answer_was_lost_is_sent_again_and_delivered_once(page, stack):
+    _waiting_customer(stack, 7303, "Oksana")
+    _open_ticket_of(page, stack, "Oksana")
+    text = "Your refund went back to your card today; banks take up to 3 days."
+
+    def lose_the_answer(route):
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        route.fetch()  # the desk gets the reply and queues it...
+        route.abort("connectionreset")  # ...but its answer never reaches the browser
+
+    page.route("**/change/", lose_the_answer, times=1)
+    page.fill("#reply-text", text)
+    page.press("#reply-text", "Control+Enter")
+    expect(page.locator("#reply-error")).to_contain_text("Network error")
+    expect(page.locator("#reply-text")).to_have_value(text)  # kept, to send again
+    page.click("#reply-send")  # the operator does what the page says: sends again
+    expect(page.locator("#reply-text")).to_have_value("")
+    replies = page.locator("#thread .msg[data-side=operator]")
+    expect(replies).to_have_count(1)
+    expect(replies.locator(".delivery")).to_have_attribute("data-state", "sent")
+
+    stack.wait_for_bot(7303, contains=text)
+    time.sleep(1)  # a second delivery would come within the outbox's next rounds
+    delivered = [m for m in stack.bot_messages(7303) if m.get("text") == text]
+    assert len(delivered) == 1, f"the customer got the reply {len(delivered)} times"
+    page.reload()
+    expect(page.locator("#thread .msg[data-side=operator]")).to_have_count(1)
