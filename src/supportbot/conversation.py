@@ -358,7 +358,8 @@ class ConversationService:
     async def failed(self, customer: CustomerInfo, *, language: str, reason: str) -> Outcome:
         """Handling the customer's update broke: apologise and give the ticket to a person."""
         _ = gettext_for(language)
-        ticket_id, changed = await in_worker_thread(services.hand_over_after_error)(customer=customer, reason=reason)
+        ticket_id, changed = await in_worker_thread(services.hand_over_after_error)(
+            customer=customer, reason=reason, reopen_window=self.reopen_window)
         outcome = Outcome(ticket_id, chat_id=customer.id, language=language, handed_over=changed)
         apology = _("Sorry, something went wrong on our side. Your message is saved and an operator will see it.")
         await self._say(outcome, self._when_a_person_replies(apology, _))

@@ -158,6 +158,23 @@ async def test_after_the_window_the_resolved_ticket_is_closed_and_a_new_one_open
     assert (await _ticket(ALICE)).status == Ticket.Status.OPEN
 
 
+async def test_the_error_path_and_a_new_cli_conversation_know_resolved_tickets(service, operator):
+    ticket = await _handed_over(service, ALICE)
+    await _resolve(ticket, operator)
+    await Ticket.objects.filter(pk=ticket.pk).aupdate(resolved_at=timezone.now() - timedelta(hours=2))
+    # Handling a message failed after the window (1 h here): a new ticket goes to a person.
+    failed = await service.failed(ALICE, language="en", reason="boom")
+    assert failed.ticket_id != ticket.pk and failed.handed_over
+    assert (await Ticket.objects.aget(pk=ticket.pk)).status == Ticket.Status.CLOSED
+
+    # `supportbot ask` starts a new conversation: a resolved ticket is closed too.
+    await sync_to_async(services.close_ticket)(ticket=await _ticket(ALICE))
+    second = await _handed_over(service, ALICE)
+    await _resolve(second, operator)
+    assert await sync_to_async(services.close_customer_ticket)(user_id=ALICE.id, reason="a new `supportbot ask`")
+    assert (await Ticket.objects.aget(pk=second.pk)).status == Ticket.Status.CLOSED
+
+
 async def test_operator_command_reaches_a_person_in_every_status(service, operator):
     async def operator_command() -> str:
         outcome = await service.command(ALICE, Command.OPERATOR, text="/operator", language="en")

@@ -218,17 +218,18 @@ def attach_draft(*, ticket_id: int, draft_answer: str, reason: str) -> bool:
 
 
 @transaction.atomic
-def hand_over_after_error(*, customer: CustomerInfo, reason: str) -> tuple[int, bool]:
+def hand_over_after_error(*, customer: CustomerInfo, reason: str,
+                          reopen_window: timedelta = aftercare.DEFAULT_REOPEN_WINDOW) -> tuple[int, bool]:
     """Handling the customer's update failed: their active ticket (opened if need be) goes to
     a person. Returns the ticket id and whether its status changed."""
     upsert_customer(customer)
-    ticket = _active_ticket(customer.id)
+    ticket = _active_ticket(customer.id, reopen_window=reopen_window)
     return ticket.pk, hand_over(ticket_id=ticket.pk, actor=TicketStatusChange.Actor.SYSTEM, reason=reason)
 
 
 def close_customer_ticket(*, user_id: int, reason: str) -> bool:
-    """Close the customer's active ticket, if any (their next message opens a new one)."""
-    ticket = Ticket.objects.filter(user_id=user_id, status__in=Ticket.ACTIVE).first()
+    """Close the customer's active (or resolved) ticket, if any (their next message opens a new one)."""
+    ticket = Ticket.objects.filter(user_id=user_id, status__in=_NOT_CLOSED).first()
     return ticket is not None and close_ticket(ticket=ticket, reason=reason)
 
 
