@@ -410,6 +410,24 @@ def take_ticket(*, ticket_id: int, operator) -> tuple[TakeOutcome, Ticket]:
     return TakeOutcome.TAKEN_BY_OTHER, ticket
 
 
+def release_ticket(*, ticket_id: int, operator, anyone: bool = False) -> bool:
+    """Give a taken ticket back to the queue (unassigned), so another operator can take it.
+    Only its assignee may, unless ``anyone`` (a superuser unassigning a colleague who left):
+    one conditional UPDATE on the assignee seen, so a release never undoes a newer take.
+    Returns False when the ticket was not (or no longer) assigned to whom it may release."""
+    rows = Ticket.objects.filter(pk=ticket_id, assignee__isnull=False)
+    if not anyone:
+        rows = rows.filter(assignee=operator)
+    ticket = rows.select_related("assignee").first()
+    if ticket is None or not Ticket.objects.filter(pk=ticket_id, assignee_id=ticket.assignee_id).update(
+            assignee=None, assigned_at=None):
+        return False
+    TicketStatusChange.objects.create(
+        ticket=ticket, old_status=ticket.status, new_status=ticket.status, actor=TicketStatusChange.Actor.OPERATOR,
+        changed_by=operator, reason=f"released by operator (was {ticket.assignee.get_username()})"[:255])
+    return True
+
+
 def resolve_ticket(*, ticket: Ticket, operator=None, reason: str = "resolved by operator",
                    default_language: str = "en") -> bool:
     """The operator solved the customer's problem: the ticket is resolved (the bot answers
