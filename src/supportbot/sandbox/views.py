@@ -27,10 +27,14 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 # token, "..", odd characters) never reaches the sandbox.
 _ALLOWED_ROUTE = re.compile(
     r"health|chats/\d{1,19}/(?:messages|callback)|callbacks/[\w-]{1,64}"
+    r"|groups/-\d{1,19}/(?:messages|topics)"  # the operators' group page
 )
 _MAX_BODY = 21 * 1024 * 1024  # Telegram's 20 MB download limit plus multipart overhead
 _TIMEOUT_S = 10
 _PAGE = Path(__file__).resolve().parent / "templates" / "sandbox" / "chat.html"
+_GROUP_PAGE = _PAGE.with_name("group.html")
+#: Telegram ids the group page plays an unlinked staff user as (the chat page's customers: 900_000_000 + pk).
+_UNLINKED_OPERATOR_BASE = 910_000_000
 _NOT_RUNNING = (
     "The sandbox is not running. Start it with `make run` (without TELEGRAM_BOT_TOKEN) "
     "or `supportbot sandbox`."
@@ -65,6 +69,34 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     # loader cannot see its template; the project's engine compiles it from the file
     # and can still resolve {% extends "admin/base_site.html" %}.
     template = engines["django"].from_string(_PAGE.read_text(encoding="utf-8"))
+    return HttpResponse(template.render(context, request))
+
+
+@staff_member_required
+def group_page(request: HttpRequest) -> HttpResponse:
+    """The operators' forum group (``OPERATOR_CHAT_ID``): play an operator in customers' topics, as
+    the Telegram user linked to this staff account (admin: Operator accounts), if any."""
+    from supportbot.support.models import OperatorAccount  # the admin's side of the group desk
+
+    cfg = settings.SUPPORTBOT
+    user = request.user
+    assert user.is_authenticated and user.pk is not None  # staff_member_required
+    linked = OperatorAccount.objects.filter(user_id=user.pk).values_list("telegram_user_id", flat=True).first()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sandbox operators' group",
+        "group_id": cfg.desk.operator_chat_id,
+        "linked": linked is not None,
+        "page_config": {
+            "apiBase": reverse("sandbox:chat") + "api/",
+            "groupId": cfg.desk.operator_chat_id,
+            "userId": linked if linked is not None else _UNLINKED_OPERATOR_BASE + user.pk,
+            "firstName": user.first_name or user.get_username(),
+            "csrfCookieName": settings.CSRF_COOKIE_NAME,
+            "csrfToken": get_token(request),
+        },
+    }
+    template = engines["django"].from_string(_GROUP_PAGE.read_text(encoding="utf-8"))
     return HttpResponse(template.render(context, request))
 
 
