@@ -88,10 +88,14 @@ def test_posts_go_to_the_known_topic_and_status_notices_only_for_tickets_the_gro
     ticket = Ticket.objects.create(user=customer)
     services.hand_over(ticket_id=ticket.pk, actor="bot", reason="no answer")
     services.take_ticket(ticket_id=ticket.pk, operator=anna)
+    services.release_ticket(ticket_id=ticket.pk, operator=anna)
+    services.take_ticket(ticket_id=ticket.pk, operator=anna)
     services.do_operator_reply(ticket=ticket, operator=anna, text="Hello from the web")
     services.resolve_ticket(ticket=ticket, operator=anna)
     rows = _desk_rows(ticket)
-    assert rows[1:] == [f"👤 Ticket #{ticket.pk} taken by Anna.", "💬 Anna (web): Hello from the web",
+    assert rows[1:] == [f"👤 Ticket #{ticket.pk} taken by Anna.",
+                        f"👐 Ticket #{ticket.pk} released by Anna: back in the queue.",
+                        f"👤 Ticket #{ticket.pk} taken by Anna.", "💬 Anna (web): Hello from the web",
                         f"✅ Ticket #{ticket.pk} resolved by Anna. The customer is asked to rate the help."]
     assert set(Message.objects.filter(direction=Message.Direction.DESK).values_list("message_thread_id", flat=True)) \
         == {77}

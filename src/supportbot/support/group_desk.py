@@ -211,8 +211,12 @@ def status_notice(change: TicketStatusChange) -> str | None:
     ticket_ref = f"Ticket #{change.ticket_id}"
     who = _operator_name(change.changed_by) if change.changed_by_id else change.get_actor_display().lower()
     old, new = change.old_status, change.new_status
-    if old == new:
-        return f"👤 {ticket_ref} taken by {who}." if change.reason.startswith("taken") else None
+    if old == new:  # the assignment changed (services.take_ticket / release_ticket)
+        if change.reason.startswith("taken"):
+            return f"👤 {ticket_ref} taken by {who}."
+        if change.reason.startswith("released"):
+            return f"👐 {ticket_ref} released by {who}: back in the queue."
+        return None
     if new in WITH_A_PERSON:
         if old in WITH_A_PERSON:
             return None  # a reply, or the customer wrote again after one: copied as such
