@@ -314,3 +314,31 @@ def test_broken_input_gets_a_clear_error(ticket):
                              ({"after": "-1"}, "not '-1'"), ({"after": "1", "after_note": "1.5"}, "'after_note'")):
         response = client.get(poll, params)
         assert response.status_code == 400 and expected in response.json()["error"], params
+
+
+def test_an_operator_releases_a_taken_ticket_back_to_the_queue(ticket):
+    olga = _operator("olga", superuser=False)
+    petro = _operator("petro", superuser=False)
+    for user in (olga, petro):
+        user.user_permissions.add(*Permission.objects.filter(codename__in=["view_ticket", "change_ticket"]))
+    boss = _operator("boss")
+    olga_client, petro_client = _client(olga), _client(petro)
+    assert olga_client.post(_url("take", ticket), headers=JSON).status_code == 200
+    # Only Olga sees Release; Petro cannot release her ticket.
+    assert "release" in olga_client.get(_url("poll", ticket), {"after": 0}).json()["ticket"]["actions"]
+    assert "release" not in petro_client.get(_url("poll", ticket), {"after": 0}).json()["ticket"]["actions"]
+    response = petro_client.post(_url("release", ticket), headers=JSON)
+    assert response.status_code == 409 and "assigned to Olga: only they" in response.json()["error"]
+    # Olga gives it back; Petro takes it; a superuser may unassign anyone.
+    response = olga_client.post(_url("release", ticket), follow=True)
+    assert any("back in the queue" in str(m) for m in response.context["messages"])
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+    assert olga_client.post(_url("release", ticket), headers=JSON).status_code == 409  # not assigned
+    assert petro_client.post(_url("take", ticket), headers=JSON).status_code == 200
+    assert _client(boss).post(_url("release", ticket), headers=JSON).status_code == 200
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+    reasons = list(ticket.status_changes.values_list("reason", flat=True))
+    assert "released by operator (was olga)" in reasons and "released by operator (was petro)" in reasons
+    assert not Message.objects.filter(direction="out").exists()  # the customer sees nothing

@@ -291,13 +291,16 @@ def delivery_state(message: Message) -> dict[str, Any]:
 
 
 # -- the ticket's state and actions ------------------------------------------------------------
-def available_actions(ticket: Ticket, *, can_change: bool) -> list[str]:
-    """The status buttons that make sense now (the page hides the others)."""
+def available_actions(ticket: Ticket, *, can_change: bool, user=None) -> list[str]:
+    """The buttons that make sense now for ``user`` (the page hides the others)."""
     if not can_change:
         return []
     actions = []
     if ticket.assignee_id is None and ticket.status != Ticket.Status.CLOSED:
         actions.append("take")
+    if ticket.assignee_id is not None and user is not None and (
+            ticket.assignee_id == user.pk or user.is_superuser):
+        actions.append("release")
     if ticket.status in Ticket.ACTIVE:
         actions.append("resolve")
     if ticket.status != Ticket.Status.CLOSED:
@@ -307,12 +310,12 @@ def available_actions(ticket: Ticket, *, can_change: bool) -> list[str]:
     return actions
 
 
-def ticket_state(ticket: Ticket, *, can_change: bool) -> dict[str, Any]:
+def ticket_state(ticket: Ticket, *, can_change: bool, user=None) -> dict[str, Any]:
     waiting = waiting_label(ticket.waiting_since)
     return {
         "id": ticket.pk, "status": ticket.status, "status_label": ticket.get_status_display(),
         "assignee": person(ticket.assignee), "assignee_text": person(ticket.assignee) or str(_("nobody")),
-        "actions": available_actions(ticket, can_change=can_change),
+        "actions": available_actions(ticket, can_change=can_change, user=user),
         "waiting": waiting, "waiting_text": str(_("waiting %(time)s") % {"time": waiting}) if waiting else "",
         "overdue": is_overdue(ticket),
     }
@@ -412,8 +415,8 @@ class DeskViews:
 
     def urls(self) -> list:
         wrap = self.model_admin.admin_site.admin_view
-        views = [("poll", self.poll), ("take", self.take), ("resolve", self.resolve), ("close", self.close),
-                 ("reopen", self.reopen), ("note", self.note)]
+        views = [("poll", self.poll), ("take", self.take), ("release", self.release), ("resolve", self.resolve),
+                 ("close", self.close), ("reopen", self.reopen), ("note", self.note)]
         return [path(f"<int:ticket_id>/desk/{name}/", wrap(view), name=f"support_ticket_{name}")
                 for name, view in views]
 
@@ -460,7 +463,7 @@ class DeskViews:
             "opts": self.model_admin.opts,
             "ticket": ticket,
             "customer": ticket.user,
-            "state": ticket_state(ticket, can_change=can_change),
+            "state": ticket_state(ticket, can_change=can_change, user=request.user),
             "rendered": [render_item(item, request) for item in items],
             "last": last,
             "can_change": can_change,
@@ -469,7 +472,7 @@ class DeskViews:
             "earlier": list(Ticket.objects.filter(user_id=ticket.user_id).exclude(pk=ticket.pk)
                             .order_by("-created_at")[:5]),
             "poll_interval_ms": POLL_INTERVAL_MS,
-            "actions": ["take", "resolve", "close", "reopen"],
+            "actions": ["take", "release", "resolve", "close", "reopen"],
             "has_view_permission": True,
         }
         return TemplateResponse(request, "support/desk/conversation.html", context)
@@ -519,7 +522,7 @@ class DeskViews:
                     .exclude(delivery_status=Message.Delivery.NOT_APPLICABLE).order_by("id"))
         can_change = self.model_admin.has_change_permission(request, ticket)
         return JsonResponse({
-            "ticket": ticket_state(ticket, can_change=can_change),
+            "ticket": ticket_state(ticket, can_change=can_change, user=request.user),
             "items": [{"kind": i.kind, "id": i.id, "key": i.key, "html": render_item(i, request)} for i in items],
             "deliveries": [delivery_state(m) for m in outgoing],
         })
@@ -527,6 +530,9 @@ class DeskViews:
     # status actions ------------------------------------------------------------------------
     def take(self, request: HttpRequest, ticket_id: int) -> HttpResponse:
         return self._act(request, ticket_id, self._take)
+
+    def release(self, request: HttpRequest, ticket_id: int) -> HttpResponse:
+        return self._act(request, ticket_id, self._release)
 
     def resolve(self, request: HttpRequest, ticket_id: int) -> HttpResponse:
         return self._act(request, ticket_id, self._resolve)
@@ -561,6 +567,17 @@ class DeskViews:
         return _answer(request, ticket.pk, _("Ticket #%(id)s was already taken by %(who)s.")
                        % {"id": ticket.pk, "who": person(ticket.assignee)}, level=messages.WARNING, status=409,
                        outcome=outcome, assignee=person(ticket.assignee))
+
+    def _release(self, request: HttpRequest, ticket: Ticket) -> HttpResponse:
+        user = request.user
+        if services.release_ticket(ticket_id=ticket.pk, operator=user, anyone=user.is_superuser):
+            return _answer(request, ticket.pk,
+                           _("Ticket #%(id)s is back in the queue, unassigned.") % {"id": ticket.pk})
+        ticket.refresh_from_db(fields=["assignee"])
+        if ticket.assignee_id is None:
+            return _refused(request, ticket.pk, _("Ticket #%(id)s is not assigned to anyone.") % {"id": ticket.pk}, 409)
+        return _refused(request, ticket.pk, _("Ticket #%(id)s is assigned to %(who)s: only they (or a superuser) can "
+                                              "release it.") % {"id": ticket.pk, "who": person(ticket.assignee)}, 409)
 
     def _resolve(self, request: HttpRequest, ticket: Ticket) -> HttpResponse:
         if services.resolve_ticket(ticket=ticket, operator=request.user):

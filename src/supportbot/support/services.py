@@ -419,8 +419,8 @@ def release_ticket(*, ticket_id: int, operator, anyone: bool = False) -> bool:
     if not anyone:
         rows = rows.filter(assignee=operator)
     ticket = rows.select_related("assignee").first()
-    if ticket is None or not Ticket.objects.filter(pk=ticket_id, assignee_id=ticket.assignee_id).update(
-            assignee=None, assigned_at=None):
+    if ticket is None or ticket.assignee is None or not Ticket.objects.filter(
+            pk=ticket_id, assignee_id=ticket.assignee_id).update(assignee=None, assigned_at=None):
         return False
     TicketStatusChange.objects.create(
         ticket=ticket, old_status=ticket.status, new_status=ticket.status, actor=TicketStatusChange.Actor.OPERATOR,

@@ -10,7 +10,7 @@ Stable selectors (browser tests rely on them; docs/operator-desk.md lists them t
     .event[data-id]         a status change / hand-over / take (data-status = the new status)
     .note[data-id]          an internal note (never sent to the customer)
   #ticket-status (data-status), #ticket-assignee, #ticket-waiting   the header, updated live
-  #take #resolve #close #reopen                                     status buttons (hidden when n/a)
+  #take #release #resolve #close #reopen                            status buttons (hidden when n/a)
   #ticket_form #reply-text #reply-send #reply-token #reply-error     the reply box
   #canned (the picker), #canned-hint, #canned-data (JSON)           canned replies
   #note-form #note-text #note-add #note-error                       internal notes
@@ -96,7 +96,7 @@ canned reply; Alt+/ focuses the canned-reply picker.
     if (assignee) assignee.textContent = t.assignee_text;
     const waiting = document.getElementById("ticket-waiting");
     if (waiting) { waiting.textContent = t.waiting_text; waiting.classList.toggle("desk-overdue", t.overdue); }
-    for (const name of ["take", "resolve", "close", "reopen"]) {
+    for (const name of ["take", "release", "resolve", "close", "reopen"]) {
       const button = document.getElementById(name);
       if (button) button.hidden = !t.actions.includes(name);
     }
