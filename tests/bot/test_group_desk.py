@@ -260,3 +260,25 @@ async def test_an_overdue_ticket_is_recalled_in_its_topic(desk, customer_api):
     await app.overdue.check_once()  # the bot's reminder loop, once
     reminder = await _topic_text(customer_api, thread, "⏰")
     assert reminder["plain_text"].startswith(f"⏰ Ticket #{ticket.pk}: Olena Petrenko @olena_p has been waiting 42 min")
+
+
+async def test_telegram_failing_around_a_post_neither_loses_nor_doubles_it(desk, customer_api):
+    """createForumTopic answers 500 once: the hand-over is retried and lands once, in one topic.
+    closeForumTopic answers 429 after the close notice went out: the notice stays posted once
+    (the row is sent; only the topic stays open)."""
+    _app, anna = desk
+    await customer_api.inject_fault("createForumTopic", 500, chat_id=GROUP)
+    ticket = await _hand_over(customer_api)
+    thread = (await _topic(customer_api))["message_thread_id"]
+    await _topic_text(customer_api, thread, "handed over")
+    assert len(await customer_api.topics(GROUP)) == 1
+
+    await customer_api.inject_fault("closeForumTopic", 429, chat_id=GROUP, retry_after=1)
+    await sync_to_async(services.close_ticket)(ticket=ticket, operator=anna)
+    await _topic_text(customer_api, thread, "closed by Anna")
+    await asyncio.sleep(1.5)
+    texts = [m["plain_text"] for m in await customer_api.group_messages(GROUP, thread_id=thread) if m["from"] == "bot"]
+    assert sum("closed by Anna" in (t or "") for t in texts) == 1
+    assert sum("handed over" in (t or "") for t in texts) == 1
+    notice = await Message.objects.filter(direction=Message.Direction.DESK, text__contains="closed by").aget()
+    assert notice.delivery_status == Message.Delivery.SENT
