@@ -170,15 +170,18 @@ def browser(stack):
 
     expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        # As root (CI) Chromium needs --no-sandbox; containers often have a tiny /dev/shm.
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             yield browser
         finally:
             browser.close()
 
 
-def log_in(context, stack: Stack, who: tuple[str, str]):
-    """Log in through the admin's login form, as a person does; returns the page."""
+def log_in(context, stack: Stack, who: tuple[str, str], *, logged_in: str = "Log out"):
+    """Log in through the admin's login form, as a person does; returns the page. ``logged_in``:
+    the "Log out" link in the page's language."""
     from playwright.sync_api import expect
 
     page = context.new_page()
@@ -186,7 +189,7 @@ def log_in(context, stack: Stack, who: tuple[str, str]):
     page.fill("#id_username", who[0])
     page.fill("#id_password", who[1])
     page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text("Log out", ignore_case=True)
+    expect(page.locator("#user-tools")).to_contain_text(logged_in, ignore_case=True)
     return page
 
 

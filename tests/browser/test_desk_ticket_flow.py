@@ -19,6 +19,8 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from supportbot.i18n import SUPPORTED, gettext_for
+
 from .conftest import assert_waiting_first, queue, screenshot
 
 # The first test also starts the stack (`supportbot run`, ~20-30 s on a busy 2-core machine).
@@ -80,10 +82,10 @@ def test_an_operator_answers_a_waiting_customer_from_the_queue_to_the_faq(operat
     expect(chat.locator(".sb-msg.sb-bot").last).to_contain_text("passed your question to an operator")
 
     # Two more customers, so the queue looks like a morning's: one answered from the FAQ (in
-    # Ukrainian), one who asked for a person (in English: the notices are counted in English below).
+    # Ukrainian), one who asked for a person.
     asked = stack.say(7202, "Чи можна оплатити ноутбук частинами?", first_name="Bohdan", language="uk")
     stack.wait_for_bot(7202, after=asked["message_id"])
-    asked = stack.say(7203, "/operator", first_name="Svetlana")
+    asked = stack.say(7203, "/operator", first_name="Svetlana", language="ru")
     stack.wait_for_bot(7203, after=asked["message_id"])
 
     # -- the operator: the queue, the ticket, Take ---------------------------------------------
@@ -167,15 +169,21 @@ def test_an_operator_answers_a_waiting_customer_from_the_queue_to_the_faq(operat
     desk.close()
 
 
+#: The bot's hand-over notices (one per hand-over), in each language it speaks.
+HANDOVER_NOTICES = ("I have passed your question to an operator. A person will reply here soon.",
+                    "Sorry it did not help. I have passed your question to an operator.")
+
+
 def _what_the_customers_saw(stack) -> dict:
     """Counted in the sandbox, the customers' side: their messages, and the hand-over notices
-    the bot sent them (one per hand-over)."""
+    the bot sent them."""
+    notices = {gettext_for(language)(notice) for language in SUPPORTED for notice in HANDOVER_NOTICES}
     chats = [c["user_id"] for c in stack.control("GET", "chats")["chats"]]
     handovers = customer_messages = 0
     for chat_id in chats:
         for message in stack.control("GET", f"chats/{chat_id}/messages")["messages"]:
             text = message.get("text") or ""
-            if message["from"] == "bot" and "passed your question to an operator" in text:
+            if message["from"] == "bot" and any(notice in text for notice in notices):
                 handovers += 1
             elif message["from"] != "bot":
                 customer_messages += 1
