@@ -37,6 +37,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from supportbot.support import aftercare, services
@@ -350,7 +351,8 @@ def reply_once(*, ticket: Ticket, operator, text: str, token: str) -> tuple[Mess
     def earlier() -> Message | None:
         found = Message.objects.filter(reply_token=token).first()
         if found is not None and found.ticket_id != ticket.pk:
-            raise ReplyTokenOfAnotherTicket()
+            raise ReplyTokenOfAnotherTicket(gettext("This reply form belongs to another ticket; reload the page and "
+                                                    "send again."))
         return found
 
     if (found := earlier()) is not None:
