@@ -36,6 +36,8 @@ TESTS = [
     "tests/bot/test_webhook.py",
     "tests/tasks/test_redelivered_update.py",
     "tests/tasks/test_worker_end_to_end.py",
+    # Last: it restarts the database server (the test's own connections are not in it).
+    "tests/ops/test_faults_under_load.py",
 ]
 DEFAULT_URLS = [
     os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),

@@ -16,6 +16,8 @@ priority) the work simply runs as it is.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import threading
@@ -31,8 +33,49 @@ P = ParamSpec("P")
 
 
 def in_worker_thread(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """``fn`` made awaitable, run in a worker thread of the event loop's pool."""
-    return sync_to_async(fn, thread_sensitive=False)
+    """``fn`` made awaitable, run in a worker thread of the event loop's pool.
+
+    A pool thread keeps its database connection from call to call. When a call fails on the
+    database and the connection turns out dead (the server restarted, the network dropped),
+    the connection is closed, so the thread's next call connects afresh instead of failing on
+    the dead one for good (Django only checks at request boundaries, which a bot has none of)."""
+    return sync_to_async(_dropping_dead_connections(fn), thread_sensitive=False)
+
+
+def _dropping_dead_connections(fn: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            from django.db import DatabaseError
+
+            if isinstance(exc, DatabaseError):
+                drop_dead_connections()
+            raise
+    return call
+
+
+def drop_dead_connections() -> None:
+    """Close this thread's database connections that failed and no longer answer."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or not conn.errors_occurred or conn.in_atomic_block:
+            continue
+        with contextlib.suppress(Exception):  # closing a dead connection may fail as well
+            if not conn.is_usable():
+                conn.close()
+            else:
+                conn.errors_occurred = False
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection: worth trying again later
+    (not a rule the data broke, nor a bug)."""
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
 
 #: How far background work steps back (nice 0 -> 10).
 BACKGROUND_NICENESS = 10

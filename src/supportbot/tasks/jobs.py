@@ -13,6 +13,7 @@ process's parts. So there is one implementation of each, whichever mode runs it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ class Job:
     on_loop: bool
 
 
+#: A database that does not answer mid-update: seconds before each new try (about a minute in
+#: all, longer than a database server's restart), then the update fails as any other error.
+DATABASE_RETRY_SECONDS = (0.5, 1, 2, 4, 8, 15, 30)
+
+
 def redelivery_window() -> timedelta:
     """How far back a repeated run looks for its first run's work when the update's claim is
     gone (``services.handled_before``): the broker hands a task on after its visibility
@@ -70,19 +76,36 @@ async def handle_update(parts: UpdateParts, update: Update | dict, *, repeatable
     """
     from aiogram.types import Update
 
+    from supportbot.background import database_unavailable
     from supportbot.bot.intake import process_claimed
     from supportbot.support import services
 
     if not isinstance(update, Update):
         update = Update.model_validate(update, context={"bot": parts.bot})
     message = update.message
-    if repeatable and message is not None and message.from_user is not None and await in_worker_thread(
-            services.handled_before)(customer_id=message.from_user.id, telegram_message_id=message.message_id,
-                                     bot_id=parts.bot.id, update_id=update.update_id,
-                                     since=timezone.now() - redelivery_window()):
-        log.info("update %s: already answered by an earlier run of its task; not again", update.update_id)
-        return
-    await process_claimed(parts.dp, parts.bot, update)
+    waits = iter(DATABASE_RETRY_SECONDS)
+    while True:
+        try:
+            if repeatable and message is not None and message.from_user is not None and await in_worker_thread(
+                    services.handled_before)(customer_id=message.from_user.id, telegram_message_id=message.message_id,
+                                             bot_id=parts.bot.id, update_id=update.update_id,
+                                             since=timezone.now() - redelivery_window()):
+                log.info("update %s: already answered by an earlier run; not again", update.update_id)
+                return
+            await process_claimed(parts.dp, parts.bot, update)
+            return
+        except Exception as exc:
+            # The database went away mid-update (a restart, a failover): the update was claimed,
+            # so nobody else will handle it; try again when it answers. What the failed run
+            # recorded is found by handled_before (a reply: delivered by the outbox, not written
+            # again; only the question's log row: removed and handled from the start).
+            wait = next(waits, None)
+            if not database_unavailable(exc) or wait is None:
+                raise
+            log.warning("update %s: the database is unavailable (%s); trying again in %g s",
+                        update.update_id, type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            repeatable = True
 
 
 def reindex(entry_ids: list[int]) -> None:
