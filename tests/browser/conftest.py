@@ -34,6 +34,8 @@ VIEWPORT = {"width": 1280, "height": 800}
 #: Playwright's own waits (clicks, expect): the stack answers in well under a second, but this
 #: machine's two cores are shared with other work.
 TIMEOUT_MS = 15_000
+#: The operators' Telegram group (a forum supergroup the sandbox creates, the bot its administrator).
+OPERATORS_GROUP = -1001000000001
 
 
 def _in_ci() -> bool:
@@ -145,8 +147,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     operator = ("taras", secrets.token_urlsafe(12))
     env = environment(data_dir, WEB_HOST="127.0.0.1", WEB_PORT=str(web_port), SANDBOX_HOST="127.0.0.1",
                       SANDBOX_PORT=str(sandbox_port), SHUTDOWN_GRACE_SECONDS="2", FAQ_REFRESH_SECONDS="0.5",
+                      OPERATOR_CHAT_ID=str(OPERATORS_GROUP),  # the second desk, played in the sandbox
                       BROWSER_ADMIN_PASSWORD=admin[1], BROWSER_OPERATOR_PASSWORD=operator[1])
-    env.pop("OPERATOR_CHAT_ID", None)  # no operators' group: the web desk alone
     supportbot = str(Path(sys.executable).with_name("supportbot"))
     # The working directory is the temporary one: no developer's .env is read.
     for argv in ([supportbot, "migrate"], [sys.executable, str(Path(__file__).with_name("seed.py"))]):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+OLENA_TELEGRAM_ID = 555_001
+
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "supportbot.web.settings")
@@ -18,7 +20,7 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
-    from supportbot.support.models import CannedReply
+    from supportbot.support.models import CannedReply, OperatorAccount
 
     User = get_user_model()
     # The person at the keyboard: operator in one tab, the customer in the sandbox chat in the
@@ -26,6 +28,9 @@ def main() -> None:
     admin = User.objects.create_superuser("admin", email="", password=os.environ["BROWSER_ADMIN_PASSWORD"])
     admin.first_name = "Olena"
     admin.save(update_fields=["first_name"])
+    # Her Telegram account, so what she writes in the operators' group (the sandbox's group page)
+    # is her reply.
+    OperatorAccount.objects.create(user=admin, telegram_user_id=OLENA_TELEGRAM_ID, telegram_username="olena_desk")
     # A second operator: staff with the support app's permissions, not a superuser.
     operator = User.objects.create_user("taras", password=os.environ["BROWSER_OPERATOR_PASSWORD"],
                                         first_name="Taras", is_staff=True)
