@@ -283,7 +283,7 @@ canned reply; Alt+/ focuses the canned-reply picker.
     });
   }
 
-  const last = thread.lastElementChild;
-  if (last) last.scrollIntoView({ block: "end" });
+  // Newest at the bottom, above the reply box: open the page there.
+  window.scrollTo(0, document.documentElement.scrollHeight);
   window.setTimeout(poll, interval);
 })();
