@@ -1,6 +1,7 @@
 """What goes wrong on the desk shows as a message on the page, never as a server error: an empty
-reply, a second operator who takes a ticket another took a moment before, and a reply whose answer
-was lost on the way back (sent again: delivered once)."""
+reply, a second operator who takes a ticket another took a moment before, a reply whose answer was
+lost on the way back (sent again: delivered once), and a reply to a customer who blocked the bot
+(Failed, saying why)."""
 
 from __future__ import annotations
 
@@ -89,3 +90,16 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_and_delivered_once(page, st
     assert len(delivered) == 1, f"the customer got the reply {len(delivered)} times"
     page.reload()
     expect(page.locator("#thread .msg[data-side=operator]")).to_have_count(1)
+
+
+def test_a_reply_to_a_customer_who_blocked_the_bot_turns_failed_and_says_why(page, stack):
+    _waiting_customer(stack, 7304, "Vlad")
+    stack.control("POST", "chats/7304/block", {"blocked": True})  # Vlad blocks the bot in Telegram
+    _open_ticket_of(page, stack, "Vlad")
+    page.fill("#reply-text", "Hello Vlad, we have found your order.")
+    page.press("#reply-text", "Control+Enter")
+    reply = page.locator("#thread .msg[data-side=operator]")
+    expect(reply).to_have_count(1)
+    expect(reply.locator(".delivery")).to_have_attribute("data-state", "failed")  # live, no reload
+    expect(reply.locator(".delivery")).to_have_text("Failed")
+    expect(reply.locator(".delivery-notes")).to_contain_text("blocked")
