@@ -475,7 +475,6 @@ class DeskViews:
                             .order_by("-created_at")[:5]),
             "poll_interval_ms": POLL_INTERVAL_MS,
             "actions": ["take", "release", "resolve", "close", "reopen"],
-            "has_view_permission": True,
         }
         return TemplateResponse(request, "support/desk/conversation.html", context)
 
