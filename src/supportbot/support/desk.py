@@ -490,7 +490,7 @@ class DeskViews:
             reply, duplicate = reply_once(ticket=ticket, operator=request.user, text=request.POST.get("reply", ""),
                                           token=token)
         except DomainError as exc:
-            return _refused(request, ticket.pk, exc.message, 400)
+            return _refused(request, ticket.pk, gettext(exc.message), 400)  # translated once the catalogue has it
         if not duplicate and ticket.assignee_id is None:
             services.take_ticket(ticket_id=ticket.pk, operator=request.user)  # who answers, owns it
         if duplicate:
@@ -553,7 +553,7 @@ class DeskViews:
         try:
             return action(request, ticket)
         except DomainError as exc:
-            return _refused(request, ticket.pk, exc.message, 409)
+            return _refused(request, ticket.pk, gettext(exc.message), 409)
 
     def _take(self, request: HttpRequest, ticket: Ticket) -> HttpResponse:
         outcome, ticket = services.take_ticket(ticket_id=ticket.pk, operator=request.user)
