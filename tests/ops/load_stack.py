@@ -208,6 +208,8 @@ class Stack:
     sandbox_seen_as: str = "127.0.0.1"  # the sandbox's address as the webhook and worker reach it
     worker_env: dict[str, str] = field(default_factory=dict)
     webhook_env: dict[str, str] = field(default_factory=dict)
+    #: The URL the sandbox POSTs updates to (default: the webhook's own address).
+    webhook_public_url: str | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -248,15 +250,18 @@ class Stack:
         self._start("worker", ["worker", "--lazy-models"],
                     self.env(WORKER_HTTP_HOST=self.worker_http_host, WORKER_HTTP_PORT=str(self.worker_port),
                              **self.worker_env), self.worker_prefix)
-        procs = ()
         try:
-            await wait_healthy(f"http://{self.webhook_host}:{self.webhook_port}/healthz", timeout=timeout, procs=procs)
+            await wait_healthy(f"http://{self.webhook_host}:{self.webhook_port}/healthz", timeout=timeout)
             await wait_healthy(f"http://{self.worker_http_host}:{self.worker_port}/healthz", timeout=timeout)
-            url = f"http://{self.webhook_host}:{self.webhook_port}/telegram/webhook"
+            url = self.webhook_public_url or f"http://{self.webhook_host}:{self.webhook_port}/telegram/webhook"
             await run(SUPPORTBOT, "set-webhook", url, "--sandbox", env=self.env(SANDBOX_HOST="127.0.0.1"))
         except BaseException:
             print(self.logs())
             raise
+
+    def start_process(self, name: str, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()) -> None:
+        """One more supportbot process beside the stack (a second worker...), stopped with it."""
+        self._start(name, args, env, prefix)
 
     def stop(self) -> None:
         for proc in self.processes.values():

@@ -57,6 +57,11 @@ def stack(tmp_path_factory):
                 stack.stop()
     finally:
         redis.stop()
+        # This process's own connections (pytest-django's, on the server a test restarted) are
+        # dead: closed here, so the session's teardown connects afresh to drop its test database.
+        from django.db import connections
+
+        connections.close_all()
 
 
 @pytest.fixture
