@@ -151,9 +151,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
                       BROWSER_ADMIN_PASSWORD=admin[1], BROWSER_OPERATOR_PASSWORD=operator[1])
     supportbot = str(Path(sys.executable).with_name("supportbot"))
     # The working directory is the temporary one: no developer's .env is read.
-    for argv in ([supportbot, "migrate"], [sys.executable, str(Path(__file__).with_name("seed.py"))]):
-        done = subprocess.run(argv, cwd=home, env=env, capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    seed = [sys.executable, str(Path(__file__).with_name("seed.py"))]  # migrates, then the people
+    done = subprocess.run(seed, cwd=home, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, f"{' '.join(seed)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     log_path = home / "supportbot-run.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([supportbot, "run"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT)

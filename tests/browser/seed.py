@@ -1,5 +1,6 @@
 """The people and the canned replies of the browser tests' desk, written into the stack's own
-database before `supportbot run` starts (so `run` creates no admin of its own).
+database (created here, as `supportbot migrate` does) before `supportbot run` starts, so `run`
+creates no admin of its own.
 
 Run by tests/browser/conftest.py as ``python tests/browser/seed.py`` in the stack's environment
 (SUPPORTBOT_DATA_DIR...); the passwords come in through the environment, never on a command line.
@@ -19,9 +20,11 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
+    from django.core.management import call_command
 
     from supportbot.support.models import CannedReply, OperatorAccount
 
+    call_command("migrate", interactive=False, verbosity=0)  # what `supportbot migrate` does
     User = get_user_model()
     # The person at the keyboard: operator in one tab, the customer in the sandbox chat in the
     # other (the sandbox page names its customer after the staff user who plays it).
