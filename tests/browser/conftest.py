@@ -72,6 +72,20 @@ class Stack:
                             {"text": text, "user": {"first_name": first_name, "language_code": language}})
         return sent["message"]
 
+    def hand_over(self, user_id: int, question: str, *, first_name: str, language: str = "en") -> None:
+        """A customer asks and ends up waiting for a person: when the bot answers from the FAQ,
+        the customer presses "Not helpful" (which model answers what is the matcher's business)."""
+        from supportbot.i18n import gettext_for
+
+        asked = self.say(user_id, question, first_name=first_name, language=language)
+        reply = self.wait_for_bot(user_id, after=asked["message_id"])
+        buttons = [b for row in (reply.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+        not_helpful = [b for b in buttons if gettext_for(language)("Not helpful") in b.get("text", "")]
+        if not_helpful:
+            self.control("POST", f"chats/{user_id}/callback",
+                         {"message_id": reply["message_id"], "data": not_helpful[0]["callback_data"]})
+            self.wait_for_bot(user_id, after=reply["message_id"])  # the hand-over notice
+
     def bot_messages(self, user_id: int, after: int = 0) -> list[dict[str, Any]]:
         messages = self.control("GET", f"chats/{user_id}/messages?after={after}")["messages"]
         return [m for m in messages if m["from"] == "bot" and not m.get("deleted")]

@@ -22,13 +22,10 @@ def _open_ticket_of(page: Page, stack, name: str) -> None:
     expect(page.locator("#desk")).to_be_visible()
 
 
-def _waiting_customer(stack, user_id: int, name: str) -> None:
-    asked = stack.say(user_id, "/operator", first_name=name)
-    stack.wait_for_bot(user_id, after=asked["message_id"], contains="operator")
 
 
 def test_an_empty_reply_shows_the_error_and_sends_nothing(page, stack):
-    _waiting_customer(stack, 7301, "Maksym")
+    stack.hand_over(7301, "Can I bring my old fridge to your store for recycling?", first_name="Maksym")
     _open_ticket_of(page, stack, "Maksym")
     replies = page.locator("#thread .msg[data-side=operator]")
     for typed in ("", "   \n  "):
@@ -43,7 +40,7 @@ def test_an_empty_reply_shows_the_error_and_sends_nothing(page, stack):
 
 
 def test_the_second_operator_to_take_a_ticket_is_told_who_has_it(browser, page, stack):
-    _waiting_customer(stack, 7302, "Yulia")
+    stack.hand_over(7302, "Do you wrap presents? It is a birthday gift for my mother.", first_name="Yulia")
     _open_ticket_of(page, stack, "Yulia")  # Olena's tab
     second = new_context(browser)
     try:
@@ -62,7 +59,7 @@ def test_the_second_operator_to_take_a_ticket_is_told_who_has_it(browser, page, 
 
 
 def test_a_reply_whose_answer_was_lost_is_sent_again_and_delivered_once(page, stack):
-    _waiting_customer(stack, 7303, "Oksana")
+    stack.hand_over(7303, "I was charged twice for order 5531, can you check?", first_name="Oksana")
     _open_ticket_of(page, stack, "Oksana")
     text = "Your refund went back to your card today; banks take up to 3 days."
 
@@ -93,7 +90,7 @@ def test_a_reply_whose_answer_was_lost_is_sent_again_and_delivered_once(page, st
 
 
 def test_a_reply_to_a_customer_who_blocked_the_bot_turns_failed_and_says_why(page, stack):
-    _waiting_customer(stack, 7304, "Vlad")
+    stack.hand_over(7304, "The courier left my parcel with a neighbour who is away for a week.", first_name="Vlad")
     stack.control("POST", "chats/7304/block", {"blocked": True})  # Vlad blocks the bot in Telegram
     _open_ticket_of(page, stack, "Vlad")
     page.fill("#reply-text", "Hello Vlad, we have found your order.")

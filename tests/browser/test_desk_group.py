@@ -13,13 +13,13 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CUSTOMER = 7501
+QUESTION = "Can I pick up my order at the warehouse on Saturday instead of waiting for the courier?"
 GROUP_PACE_MS = 65_000
 REPLY = "Hi Roman, this is Olena from the shop: your parcel left the warehouse this morning."
 
 
 def test_a_reply_written_in_the_customers_topic_is_delivered_once_and_shown_on_the_desk(operator_context, stack):
-    asked = stack.say(CUSTOMER, "/operator", first_name="Roman")
-    stack.wait_for_bot(CUSTOMER, after=asked["message_id"])
+    stack.hand_over(CUSTOMER, QUESTION, first_name="Roman")
 
     group = operator_context.new_page()
     group.goto(f"{stack.web_url}/sandbox/group/")
@@ -27,7 +27,7 @@ def test_a_reply_written_in_the_customers_topic_is_delivered_once_and_shown_on_t
     # (each a topic and posts) Roman's topic may wait its turn for tens of seconds.
     topic = group.locator("#sg-topics button").filter(has_text="Roman")
     topic.click(timeout=GROUP_PACE_MS)  # the topic the hand-over opened, named after the customer
-    expect(group.locator("#sg-log")).to_contain_text("/operator", timeout=GROUP_PACE_MS)  # the conversation so far
+    expect(group.locator("#sg-log")).to_contain_text(QUESTION, timeout=GROUP_PACE_MS)  # the conversation so far
     group.fill("#sg-text", REPLY)
     group.click("#sg-send")
     expect(group.locator("#sg-log .sg-msg").filter(has_text=REPLY)).to_have_count(1)

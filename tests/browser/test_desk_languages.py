@@ -13,8 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_the_desk_speaks_the_browsers_language_and_the_one_chosen(browser, stack):
-    asked = stack.say(7401, "/operator", first_name="Halyna", language="uk")
-    stack.wait_for_bot(7401, after=asked["message_id"])
+    stack.hand_over(7401, "Чи можна замовити гравіювання на подарунковій коробці?", first_name="Halyna", language="uk")
     context = browser.new_context(viewport=VIEWPORT, locale="uk-UA", timezone_id="UTC")
     context.set_default_timeout(TIMEOUT_MS)
     try:
