@@ -102,7 +102,7 @@ def test_posts_go_to_the_known_topic_and_status_notices_only_for_tickets_the_gro
 
 
 def test_topic_names_fit_telegrams_128_characters_and_keep_the_ticket_id():
-    customer = _customer(first_name="A" * 200, last_name="", username="long_name")
+    customer = _customer(first_name="A" * 100, last_name="B" * 100, username="long_name")
     ticket = Ticket.objects.create(user=customer)
     name = group_desk.topic_name(ticket)
     assert len(name) == 128 and name.endswith(f"… · #{ticket.pk}")
