@@ -208,6 +208,12 @@ class Services:
             await asyncio.sleep(0.25)
         self.pids = [webhook.pid, *children_of(webhook.pid), *(p.pid for p in self.procs[1:])]
 
+    def roles(self) -> dict[str, list[int]]:
+        """The processes by role, for the CPU split: the webhook's supervisor and its 2 processes,
+        the worker."""
+        webhooks = self.pids[:-1] if self.mode == "queue" else self.pids
+        return {"webhooks": webhooks, **({"worker": self.pids[-1:]} if self.mode == "queue" else {})}
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -386,6 +392,7 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
             count = round(rate * args.seconds)
             started = time.perf_counter()
             cpu_before = cpu_seconds(services.pids)
+            by_process_before = {name: cpu_seconds(pids) for name, pids in services.roles().items()}
             db_before = cpu_seconds(pids_named("postgres", "redis-server"))
             burst_task = None
             for i in range(count):
@@ -399,7 +406,9 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
             await asyncio.sleep(max(0.0, started + args.seconds - time.perf_counter()))
             ended = time.perf_counter()
             windows.append((started, ended, cpu_seconds(services.pids) - cpu_before,
-                            cpu_seconds(pids_named("postgres", "redis-server")) - db_before))
+                            cpu_seconds(pids_named("postgres", "redis-server")) - db_before,
+                            {name: cpu_seconds(pids) - by_process_before[name]
+                             for name, pids in services.roles().items()}))
             if burst_task is not None:
                 run.burst = await burst_task
                 run.burst["during_step"] = rate
@@ -420,7 +429,7 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
         await asyncio.sleep(2.0)  # a duplicate would come right after
         match_answers(run, state.bot_messages[first_message:], chats)
 
-    for step, (rate, (started, ended, cpu, db_cpu)) in enumerate(zip(args.steps, windows, strict=True)):
+    for step, (rate, (started, ended, cpu, db_cpu, by_role)) in enumerate(zip(args.steps, windows, strict=True)):
         mine = [q for q in run.questions.values() if q.step == step]
         latencies = [(q.answered - q.posted) * 1000 for q in mine if q.answered]
         accepted = [q for q in mine if q.accepted is not None]
@@ -436,13 +445,41 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
             "lost": sum(1 for q in mine if not q.answered),
             "cpu_ms_per_answer": round(cpu * 1000 / in_window, 1) if in_window else float("nan"),
             "db_redis_cpu_ms_per_answer": round(db_cpu * 1000 / in_window, 1) if in_window else float("nan"),
+            "cpu_share_of_cores": {name: round(seconds / (ended - started), 2) for name, seconds in by_role.items()},
         })
     answered_all = sum(1 for q in run.questions.values() if q.answered)
-    return {"mode": mode, "what": MODES[mode], "steps": run.steps, "burst": run.burst,
+    worker = await worker_metrics(services) if mode == "queue" else None
+    return {"mode": mode, "what": MODES[mode], "steps": run.steps, "burst": run.burst, "worker_metrics": worker,
             "updates": len(run.questions), "answered": answered_all, "lost": len(run.questions) - answered_all,
             "duplicated": run.duplicates, "unmatched_bot_messages": run.unmatched,
             "sandbox_sends_accepted": state.limits.accepted - limits_before[0],
             "sandbox_429s": state.limits.refused - limits_before[1]}
+
+
+async def worker_metrics(services: Services) -> dict:
+    """From the worker's /metrics (WORKER_HTTP_PORT): tasks run, and the mean seconds of a task
+    and of the answer's stages in it."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{services.worker_port}/metrics") as r:
+        text = await r.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("supportbot_") and " " in line:
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+
+    def mean(name: str, labels: str) -> float:
+        count = values.get(f"{name}_count{{{labels}}}", 0.0)
+        return round(values.get(f"{name}_sum{{{labels}}}", 0.0) / count * 1000, 1) if count else float("nan")
+
+    return {"tasks_ok": values.get('supportbot_tasks_total{outcome="ok",task="supportbot.handle_update"}', 0.0),
+            "tasks_error": values.get('supportbot_tasks_total{outcome="error",task="supportbot.handle_update"}', 0.0),
+            "task_ms_mean": mean("supportbot_task_seconds", 'task="supportbot.handle_update"'),
+            "match_ms_mean": mean("supportbot_stage_seconds", 'stage="match"'),
+            "answer_ms_mean": mean("supportbot_stage_seconds", 'stage="answer"'),
+            "total_ms_mean": mean("supportbot_stage_seconds", 'stage="total"'),
+            "send_limit_wait_ms_mean": mean("supportbot_send_limit_wait_seconds", "")}
 
 
 # -- set-up and report -----------------------------------------------------------------------------
@@ -481,6 +518,8 @@ def service_env(args, db_url: str, data_dir: Path, sandbox_port: int, mode: str)
     })
     if mode == "queue":
         env["CELERY_BROKER_URL"] = args.redis
+        if args.worker_concurrency:
+            env["CELERY_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
     return env
 
 
@@ -492,11 +531,20 @@ def print_report(result: dict) -> None:
                  s["db_redis_cpu_ms_per_answer"]] for s in mode["steps"]]
         print(table(["offered/s", "updates", "accepted/s", "answered/s", "p50 ms", "p99 ms", "lost", "redelivered",
                      "CPU ms/answer", "db+redis CPU ms/answer"], rows))
+        print("CPU (cores busy) per step: " + "; ".join(
+            f"{s['offered_per_second']:g}/s: " + ", ".join(f"{k} {v}" for k, v in s["cpu_share_of_cores"].items())
+            for s in mode["steps"]))
         if mode["burst"]:
             b = mode["burst"]
             print(f"burst during the {b['during_step']}/s step: {b['updates']} new updates, {b['concurrency']} at a "
                   f"time: {b['accepted_per_second']}/s accepted (POST->200 p50 {b['post_to_200_ms_p50']} ms, "
                   f"p99 {b['post_to_200_ms_p99']} ms; statuses {b['statuses']})")
+        if mode.get("worker_metrics"):
+            w = mode["worker_metrics"]
+            print(f"worker's /metrics: {w['tasks_ok']:.0f} update tasks ok, {w['tasks_error']:.0f} failed; mean ms: "
+                  f"task {w['task_ms_mean']}, FAQ match {w['match_ms_mean']}, question to recorded answer "
+                  f"{w['answer_ms_mean']}, update total {w['total_ms_mean']}, send-limit wait "
+                  f"{w['send_limit_wait_ms_mean']}")
         print(f"all steps: {mode['updates']} questions, {mode['answered']} answered, lost {mode['lost']}, "
               f"duplicated {mode['duplicated']} (bot messages matching no question: {mode['unmatched_bot_messages']}); "
               f"sandbox: {mode['sandbox_sends_accepted']} sends, {mode['sandbox_429s']} answered 429")
@@ -517,6 +565,8 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
                         help="a PostgreSQL URL allowed to CREATE DATABASE")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/11", help="a Redis database of its own (flushed)")
+    parser.add_argument("--worker-concurrency", type=int, default=0,
+                        help="the worker's threads (CELERY_WORKER_CONCURRENCY; default: the product's)")
     parser.add_argument("--note", default="", help="a note stored with the results (e.g. how busy the machine was)")
     args = parser.parse_args()
     try:

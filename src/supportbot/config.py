@@ -320,8 +320,10 @@ class Settings(BaseSettings):
     # re-indexing run in the process that received them; set = on Celery workers (`supportbot worker`).
     celery_broker_url: SecretStr | None = None  # redis://host:6379/0 or amqp://user:password@host:5672//
     #: Threads per worker process; a thread waits while its update's coroutine runs (an LLM answer:
-    #: up to the LLM timeouts), so more threads than cores keeps FAQ answers flowing meanwhile.
-    celery_worker_concurrency: int = Field(default=8, ge=1, le=64)
+    #: up to the LLM timeouts), so more threads than cores keeps FAQ answers flowing meanwhile. 32: a
+    #: thread is busy for the whole update (~0.25-0.3 s under load, mostly waiting), so 8 capped one
+    #: worker at ~25 answers/s with a core to spare (bench/load.py); 32 reached Telegram's 30/s.
+    celery_worker_concurrency: int = Field(default=32, ge=1, le=64)
     #: Added to the slowest task's own bound (voice + LLM timeouts) for the visibility timeout: covers
     #: the sends (aiogram waits up to 60 s per request), the FAQ match and slack.
     celery_visibility_margin_seconds: int = Field(default=120, ge=1, le=3600)
