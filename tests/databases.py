@@ -36,6 +36,9 @@ TESTS = [
     "tests/bot/test_webhook.py",
     "tests/tasks/test_redelivered_update.py",
     "tests/tasks/test_worker_end_to_end.py",
+    "tests/bot/test_group_desk.py",
+    "tests/bot/test_group_desk_limits.py",
+    "tests/bot/test_group_desk_records.py",
     # Last: it restarts the database server (the test's own connections are not in it).
     "tests/ops/test_faults_under_load.py",
 ]
