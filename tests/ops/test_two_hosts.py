@@ -1,7 +1,7 @@
-"""Two hosts: the webhook bot with a Celery worker on one "host" and a second worker on another,
-each in a network namespace of its own (``ip netns``, a veth pair each: 10.213.N.0/30), against
-one PostgreSQL (or MariaDB) and one Redis, answering the same customers: every question is
-answered once, and both hosts' workers took tasks (their ``/metrics``).
+"""Two hosts: the webhook bot on one "host" and a Celery worker on another, each in a network
+namespace of its own (``ip netns``, a veth pair each: 10.213.N.0/30), against one PostgreSQL (or
+MariaDB) and one Redis: every customer's question, taken by the webhook on the first host, is
+answered once by the worker on the second (their ``/metrics`` count both sides).
 
 PostgreSQL, MariaDB and Redis listen on 127.0.0.1 only and stay as they are configured: a small
 TCP relay in this test, on the host side of each veth, forwards to them (and to the sandbox Bot
@@ -31,7 +31,7 @@ from .processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-CUSTOMERS = 24
+CUSTOMERS = 16
 QUESTIONS_EACH = 2
 
 
@@ -146,7 +146,7 @@ def _seen_from(url: str, host: Host) -> str:
     return parts._replace(netloc=f"{auth + '@' if auth else ''}{host.host_ip}:{parts.port}").geturl()
 
 
-async def test_the_bot_and_two_workers_on_two_hosts_answer_each_question_once(hosts, tmp_path, monkeypatch):
+async def test_the_bot_and_a_worker_on_two_hosts_answer_each_question_once(hosts, tmp_path, monkeypatch):
     first, second = hosts
     server = _server_url()
     monkeypatch.setenv("DATABASE_URL", server)
@@ -180,14 +180,6 @@ async def test_the_bot_and_two_workers_on_two_hosts_answer_each_question_once(ho
             stack.webhook_env = seen_from(first)
             stack.worker_env = seen_from(second)
             await stack.start()
-            # The first host's own worker, beside its webhook.
-            first_worker_port = free_port()
-            stack.start_process("worker-first-host", ["worker", "--lazy-models"],
-                                stack.env(WORKER_HTTP_HOST=first.ip, WORKER_HTTP_PORT=str(first_worker_port),
-                                          **seen_from(first)), first.prefix)
-            from .processes import wait_healthy
-
-            await wait_healthy(f"http://{first.ip}:{first_worker_port}/healthz", timeout=240)
             relayed_before = relay.connections
 
             async with SandboxClient(stack.sandbox_url) as api:
@@ -206,19 +198,19 @@ async def test_the_bot_and_two_workers_on_two_hosts_answer_each_question_once(ho
                     await asyncio.sleep(0.5)
                 await asyncio.sleep(1.5)  # a duplicate would come right after
                 answers = {u: len([m for m in await api.bot_messages(u) if not m["deleted"]]) for u in users}
-            by_host = [await metric(f"http://{first.ip}:{first_worker_port}/metrics", "supportbot_tasks_total"),
-                       await metric(f"http://{second.ip}:{stack.worker_port}/metrics", "supportbot_tasks_total")]
+            worker_tasks = await metric(f"http://{second.ip}:{stack.worker_port}/metrics", "supportbot_tasks_total")
+            accepted = await metric(f"http://{first.ip}:{stack.webhook_port}/metrics", "supportbot_updates_total")
             sent = CUSTOMERS * QUESTIONS_EACH
             got = sum(min(n, QUESTIONS_EACH) for n in answers.values())
             doubled = sum(max(0, n - QUESTIONS_EACH) for n in answers.values())
             print(f"two hosts: {sent} questions from {CUSTOMERS} customers, {got} answered, {sent - got} lost, "
-                  f"{doubled} duplicated; tasks run by the first host's worker {by_host[0]:.0f}, by the second "
-                  f"host's {by_host[1]:.0f}; {relay.connections - relayed_before} connections relayed")
+                  f"{doubled} duplicated; updates taken by the webhook on {first.ip}: {accepted:.0f}, tasks run by "
+                  f"the worker on {second.ip}: {worker_tasks:.0f}; {relay.connections - relayed_before} "
+                  "connections relayed")
             for name, proc in stack.processes.items():
                 assert proc.poll() is None, f"{name} exited:\n{stack.logs()}"
             assert (got, doubled) == (sent, 0), f"{answers}\n{stack.logs()}"
-            assert by_host[0] > 0 and by_host[1] > 0, f"one host's worker did nothing: {by_host}"
-            assert sum(by_host) >= sent
+            assert accepted >= sent and worker_tasks >= sent  # the first host took them, the second answered
     finally:
         stack.stop()
         redis.stop()
