@@ -339,13 +339,13 @@ class Load:
 def match_answers(run: Run, bot_messages: list[tuple[int, int | None, float]], chats: set[int]) -> None:
     """Each bot message to a load customer answers the question it replies to (or, without a
     reply, the chat's oldest unanswered one); a second answer to a question is a duplicate."""
-    for question in run.questions.values():
-        question.answered = None
+    for asked in run.questions.values():
+        asked.answered = None
     run.duplicates = run.unmatched = 0
     for chat_id, reply_to, arrived in bot_messages:
         if chat_id not in chats:
             continue
-        question = run.questions.get((chat_id, reply_to or -1))
+        question: Question | None = run.questions.get((chat_id, reply_to or -1))
         if question is None:
             pending = sorted((q for q in run.questions.values() if q.chat_id == chat_id and q.answered is None),
                              key=lambda q: q.message_id)
@@ -442,11 +442,11 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
     for step, (rate, (started, ended, cpu, db_cpu, by_role)) in enumerate(zip(args.steps, windows, strict=False)):
         mine = [q for q in run.questions.values() if q.step == step]
         latencies = [(q.answered - q.posted) * 1000 for q in mine if q.answered]
-        accepted = [q for q in mine if q.accepted is not None]
+        accepted = [q.accepted for q in mine if q.accepted is not None]
         in_window = sum(1 for q in run.questions.values() if q.answered and started <= q.answered < ended)
         run.steps.append({
             "offered_per_second": rate, "seconds": round(ended - started, 1), "updates": len(mine),
-            "accepted_per_second": round(sum(1 for q in accepted if q.accepted < ended) / (ended - started), 1),
+            "accepted_per_second": round(sum(1 for t in accepted if t < ended) / (ended - started), 1),
             "redelivered": sum(q.redeliveries for q in mine),
             "answered_per_second": round(in_window / (ended - started), 1),
             "latency_ms_p50": round(percentile(latencies, 50), 1),
