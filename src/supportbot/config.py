@@ -550,11 +550,20 @@ class Settings(BaseSettings):
             return self.django_secret_key.get_secret_value()
         path = self.data_dir / "secret_key"
         if not path.exists():
+            # Several processes may start on a new data dir at once (`webhook --workers 2` and a
+            # worker): each writes its own temporary file, and the first hard link wins, so all of
+            # them read one key (a shared fixed temporary name crashed the losers, and a replace
+            # would let processes run with different keys).
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}.tmp")
             tmp.write_text(secrets.token_urlsafe(50))
             tmp.chmod(0o600)
-            tmp.replace(path)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
 
