@@ -51,8 +51,8 @@ class Stack:
     sandbox_url: str
     data_dir: Path
     log_path: Path
-    admin: tuple[str, str]
-    operator: tuple[str, str]
+    admin: tuple[str, str] = field(repr=False)
+    operator: tuple[str, str] = field(repr=False)
     proc: subprocess.Popen = field(repr=False)
 
     def log_tail(self, lines: int = 40) -> str:
@@ -237,6 +237,28 @@ def page(operator_context):
         yield page
     finally:
         page.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test leaves a picture of every page still open in the operator's browser, next
+    to the stack's log (the paths are in the failure report)."""
+    outcome = yield
+    report = outcome.get_result()
+    context, stack = item.funcargs.get("operator_context"), item.funcargs.get("stack")
+    if report.when != "call" or not report.failed or context is None or stack is None:
+        return
+    lines = []
+    for n, open_page in enumerate(context.pages):
+        path = stack.log_path.parent / f"{item.name}-page-{n}.png"
+        try:
+            open_page.screenshot(path=str(path), full_page=True)
+        except Exception as exc:  # noqa: BLE001 (a picture must not hide the failure itself)
+            lines.append(f"{open_page.url}: no picture ({exc})")
+        else:
+            lines.append(f"{open_page.url}: {path}")
+    lines.append(f"the stack's log: {stack.log_path}")
+    report.sections.append(("browser pages", "\n".join(lines)))
 
 
 def screenshot(page, name: str) -> Path:
