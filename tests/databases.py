@@ -39,6 +39,11 @@ TESTS = [
     "tests/bot/test_group_desk.py",
     "tests/bot/test_group_desk_limits.py",
     "tests/bot/test_group_desk_records.py",
+    # The operator desk: one operator wins a take (a conditional UPDATE), the queue's annotations,
+    # resolve / reopen under the one-active-ticket constraint.
+    "tests/support/test_desk_actions.py",
+    "tests/support/test_desk_queue.py",
+    "tests/conversation/test_aftercare.py",
     # Last: it restarts the database server (the test's own connections are not in it).
     "tests/ops/test_faults_under_load.py",
 ]

@@ -581,7 +581,9 @@ class DeskViews:
                                               "release it.") % {"id": ticket.pk, "who": person(ticket.assignee)}, 409)
 
     def _resolve(self, request: HttpRequest, ticket: Ticket) -> HttpResponse:
-        if services.resolve_ticket(ticket=ticket, operator=request.user):
+        # The rating question's language for a customer whose Telegram language is not ours.
+        default_language = getattr(getattr(settings, "SUPPORTBOT", None), "default_language", "en")
+        if services.resolve_ticket(ticket=ticket, operator=request.user, default_language=default_language):
             return _answer(request, ticket.pk, _("Ticket #%(id)s resolved.") % {"id": ticket.pk})
         return _refused(request, ticket.pk, _("Ticket #%(id)s is already resolved or closed.") % {"id": ticket.pk},
                         409)
