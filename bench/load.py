@@ -29,9 +29,12 @@ arriving in the step's window), p50/p99 from the POST to the answer's ``sendMess
 sandbox (by the answer's ``reply_to_message_id``), lost (never answered by the end of the run) and
 duplicated (a second answer to one question), and CPU ms per answered update (user + system time
 of every supportbot process, from /proc, over the step, divided by the answers in it). During the
-30/s step a burst of ``--burst`` new updates (``edited_message``: claimed and queued like any
-update, answered by nobody) is POSTed ``--burst-concurrency`` at a time: the webhook's accept rate
-while answers flow.
+30/s step a burst of ``--burst`` updates is POSTed ``--burst-concurrency`` at a time: the webhook's
+accept rate while answers flow. By default they are the run's earlier updates again (Telegram
+redelivering: the whole intake, the claim's INSERT refused by its unique constraint, nothing
+queued); ``--burst-kind new`` sends new ``edited_message`` updates instead, each claimed and
+queued as a no-op task ahead of the questions (which then measures the queue as much as the
+webhook).
 
 Targets (issue 13; this 2-core machine): answers at 30/s (Telegram's per-bot ceiling) with p99
 under 500 ms, the webhook accepting >= 300 updates/s meanwhile, nothing lost or duplicated. The
@@ -154,10 +157,12 @@ def pids_named(*names: str) -> list[int]:
 class Services:
     """``supportbot webhook --workers 2`` and (queue mode) ``supportbot worker`` as subprocesses."""
 
-    def __init__(self, mode: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, mode: str, env: dict[str, str], workdir: Path, workers: int = 1) -> None:
         self.mode, self.env, self.workdir = mode, env, workdir
         self.webhook_port = free_port()
-        self.worker_port = free_port()
+        self.workers = workers if mode == "queue" else 0
+        self.worker_ports = [free_port() for _ in range(self.workers)]
+        self.worker_port = self.worker_ports[0] if self.worker_ports else 0
         self.procs: list[subprocess.Popen] = []
         self.pids: list[int] = []
 
@@ -183,8 +188,10 @@ class Services:
         webhook = self._start("webhook", ["webhook", "--workers", "2", "--sandbox"], env)
         checks = [f"http://127.0.0.1:{self.webhook_port}/healthz"]
         if self.mode == "queue":
-            self._start("worker", ["worker", "--lazy-models"], {**env, "WORKER_HTTP_PORT": str(self.worker_port)})
-            checks.append(f"http://127.0.0.1:{self.worker_port}/healthz")
+            for n, port in enumerate(self.worker_ports):
+                self._start("worker" if n == 0 else f"worker{n + 1}", ["worker", "--lazy-models"],
+                            {**env, "WORKER_HTTP_PORT": str(port)})
+                checks.append(f"http://127.0.0.1:{port}/healthz")
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             for url in checks:
@@ -211,8 +218,9 @@ class Services:
     def roles(self) -> dict[str, list[int]]:
         """The processes by role, for the CPU split: the webhook's supervisor and its 2 processes,
         the worker."""
-        webhooks = self.pids[:-1] if self.mode == "queue" else self.pids
-        return {"webhooks": webhooks, **({"worker": self.pids[-1:]} if self.mode == "queue" else {})}
+        if not self.workers:
+            return {"webhooks": self.pids}
+        return {"webhooks": self.pids[:-self.workers], "workers": self.pids[-self.workers:]}
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -272,6 +280,7 @@ class Load:
     def __init__(self, state, http, url: str, update_ids) -> None:
         self.state, self.http, self.url, self.update_ids = state, http, url, update_ids
         self.headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
+        self.sent: list[dict] = []  # the updates POSTed so far (a burst may redeliver them)
 
     def customer_message(self, chat_id: int, text: str, language: str) -> dict:
         """The customer's message as the sandbox (Telegram) has it."""
@@ -300,6 +309,7 @@ class Load:
         question = Question(step, chat_id, payload["message_id"], posted=time.perf_counter())
         run.questions[(chat_id, question.message_id)] = question
         update = {"update_id": next(self.update_ids), "message": payload}
+        self.sent.append(update)
         for wait in (*REDELIVERY, None):
             status, _ = await self.post(update)
             if status == 200:
@@ -310,19 +320,27 @@ class Load:
             question.redeliveries += 1
             await asyncio.sleep(wait)
 
-    async def burst(self, count: int, concurrency: int, first_chat: int) -> dict:
-        """``count`` new edited_message updates, ``concurrency`` at a time: POST to 200 rate."""
+    async def burst(self, count: int, concurrency: int, first_chat: int, *, kind: str = "redelivered") -> dict:
+        """``count`` updates, ``concurrency`` at a time: the POST to 200 rate. ``redelivered``: the
+        run's earlier updates again, as Telegram resends what it thinks was not taken (the whole
+        intake, the claim's INSERT refused by the unique constraint, nothing queued, so the answers
+        in flight are not held up by a queue of no-op tasks); ``new``: new ``edited_message``
+        updates (claimed and queued like any update, a no-op task each)."""
         latencies: list[float] = []
         statuses: dict[int, int] = {}
         waiting = list(range(count))
+        rng = random.Random(5)
 
         async def sender() -> None:
             while waiting:
                 i = waiting.pop()
-                person = {"id": first_chat + i % 1000, "is_bot": False, "first_name": "Burst"}
-                update = {"update_id": next(self.update_ids), "edited_message": {
-                    "message_id": 1, "date": int(time.time()), "edit_date": int(time.time()), "text": "edited",
-                    "chat": {"id": person["id"], "type": "private", "first_name": "Burst"}, "from": person}}
+                if kind == "redelivered":
+                    update = rng.choice(self.sent)
+                else:
+                    person = {"id": first_chat + i % 1000, "is_bot": False, "first_name": "Burst"}
+                    update = {"update_id": next(self.update_ids), "edited_message": {
+                        "message_id": 1, "date": int(time.time()), "edit_date": int(time.time()), "text": "edited",
+                        "chat": {"id": person["id"], "type": "private", "first_name": "Burst"}, "from": person}}
                 status, seconds = await self.post(update)
                 statuses[status] = statuses.get(status, 0) + 1
                 latencies.append(seconds * 1000)
@@ -330,7 +348,7 @@ class Load:
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-        return {"updates": count, "concurrency": concurrency, "seconds": round(wall, 2),
+        return {"updates": count, "kind": kind, "concurrency": concurrency, "seconds": round(wall, 2),
                 "accepted_per_second": round(statuses.get(200, 0) / wall, 1), "statuses": statuses,
                 "post_to_200_ms_p50": round(percentile(latencies, 50), 1),
                 "post_to_200_ms_p99": round(percentile(latencies, 99), 1)}
@@ -402,7 +420,7 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
                     await asyncio.sleep(delay)
                 if burst_task is None and rate == args.burst_rate and args.burst and i >= rate * 5:
                     burst_task = asyncio.create_task(
-                        load.burst(args.burst, args.burst_concurrency, base + 5_000_000))
+                        load.burst(args.burst, args.burst_concurrency, base + 5_000_000, kind=args.burst_kind))
                 tasks.append(asyncio.create_task(load.ask(run, step, next(customers), *rng.choice(questions))))
             await asyncio.sleep(max(0.0, started + args.seconds - time.perf_counter()))
             ended = time.perf_counter()
@@ -454,12 +472,14 @@ async def run_mode(mode: str, args, questions: list[tuple[str, str]], state, ser
             "latency_ms_max": round(max(latencies), 1) if latencies else float("nan"),
             "lost": sum(1 for q in mine if not q.answered),
             "cpu_ms_per_answer": round(cpu * 1000 / in_window, 1) if in_window else float("nan"),
-            "db_redis_cpu_ms_per_answer": round(db_cpu * 1000 / in_window, 1) if in_window else float("nan"),
+            # Approximate: a database backend that exited took its CPU time with it.
+            "db_redis_cpu_ms_per_answer": round(max(0.0, db_cpu) * 1000 / in_window, 1) if in_window else float("nan"),
             "cpu_share_of_cores": {name: round(seconds / (ended - started), 2) for name, seconds in by_role.items()},
         })
     answered_all = sum(1 for q in run.questions.values() if q.answered)
     worker = await worker_metrics(services) if mode == "queue" else None
-    return {"mode": mode, "what": MODES[mode], "steps": run.steps, "steps_not_run": run.skipped,
+    what = MODES[mode].replace("1 Celery worker", f"{services.workers} Celery worker" + "s" * (services.workers > 1))
+    return {"mode": mode, "what": what, "steps": run.steps, "steps_not_run": run.skipped,
             "burst": run.burst, "worker_metrics": worker,
             "updates": len(run.questions), "answered": answered_all, "lost": len(run.questions) - answered_all,
             "duplicated": run.duplicates, "unmatched_bot_messages": run.unmatched,
@@ -472,13 +492,15 @@ async def worker_metrics(services: Services) -> dict:
     and of the answer's stages in it."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{services.worker_port}/metrics") as r:
-        text = await r.text()
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("supportbot_") and " " in line:
-            key, _, value = line.rpartition(" ")
-            values[key] = float(value)
+    async with aiohttp.ClientSession() as http:
+        for port in services.worker_ports:  # summed over the worker processes
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+            for line in text.splitlines():
+                if line.startswith("supportbot_") and " " in line:
+                    key, _, value = line.rpartition(" ")
+                    values[key] = values.get(key, 0.0) + float(value)
 
     def mean(name: str, labels: str) -> float:
         count = values.get(f"{name}_count{{{labels}}}", 0.0)
@@ -547,9 +569,10 @@ def print_report(result: dict) -> None:
             for s in mode["steps"]))
         if mode["burst"]:
             b = mode["burst"]
-            print(f"burst during the {b['during_step']}/s step: {b['updates']} new updates, {b['concurrency']} at a "
-                  f"time: {b['accepted_per_second']}/s accepted (POST->200 p50 {b['post_to_200_ms_p50']} ms, "
-                  f"p99 {b['post_to_200_ms_p99']} ms; statuses {b['statuses']})")
+            print(f"burst during the {b['during_step']:g}/s step: {b['updates']} {b['kind']} updates, "
+                  f"{b['concurrency']} at a time: {b['accepted_per_second']}/s accepted "
+                  f"(POST->200 p50 {b['post_to_200_ms_p50']} ms, p99 {b['post_to_200_ms_p99']} ms; "
+                  f"statuses {b['statuses']})")
         if mode.get("worker_metrics"):
             w = mode["worker_metrics"]
             print(f"worker's /metrics: {w['tasks_ok']:.0f} update tasks ok, {w['tasks_error']:.0f} failed; mean ms: "
@@ -567,7 +590,7 @@ def as_markdown(result: dict, argv: str) -> str:
              "| mode | offered/s | accepted/s | answered/s | p50 ms | p99 ms | lost | duplicated | CPU ms/answer |",
              "|---|---|---|---|---|---|---|---|---|"]
     for mode in result["modes"]:
-        name = "queue (2 webhooks + 1 worker)" if mode["mode"] == "queue" else "in process (2 webhooks)"
+        name = mode["what"].split(" (")[0] if mode["mode"] == "queue" else "in process (2 webhooks)"
         for s in mode["steps"]:
             lines.append(f"| {name} | {s['offered_per_second']:g} | {s['accepted_per_second']:g} | "
                          f"{s['answered_per_second']:g} | {s['latency_ms_p50']:.0f} | {s['latency_ms_p99']:.0f} | "
@@ -577,7 +600,8 @@ def as_markdown(result: dict, argv: str) -> str:
     for mode in result["modes"]:
         if mode["burst"]:
             b = mode["burst"]
-            lines.append(f"- {mode['mode']}: a burst of {b['updates']} new updates ({b['concurrency']} at a time) "
+            lines.append(f"- {mode['mode']}: a burst of {b['updates']} {b['kind']} updates "
+                         f"({b['concurrency']} at a time) "
                          f"during the {b['during_step']:g}/s step: **{b['accepted_per_second']:g}/s accepted** "
                          f"(POST->200 p50 {b['post_to_200_ms_p50']:g} ms, p99 {b['post_to_200_ms_p99']:g} ms)")
         if mode.get("steps_not_run"):
@@ -598,6 +622,9 @@ def main() -> int:
     parser.add_argument("--modes", default="queue,inprocess")
     parser.add_argument("--burst", type=int, default=1500, help="updates in the accept burst (0: none)")
     parser.add_argument("--burst-concurrency", type=int, default=20)
+    parser.add_argument("--burst-kind", choices=["redelivered", "new"], default="redelivered",
+                        help="the burst: earlier updates sent again (default), or new edited_message updates "
+                             "(each queued as a no-op task, ahead of the questions)")
     parser.add_argument("--burst-rate", type=float, default=30.0, help="the step the burst runs in")
     parser.add_argument("--warm-up", type=int, default=20, help="questions before the steps, not counted")
     parser.add_argument("--drain", type=float, default=30.0, help="give up waiting after this long without an answer")
@@ -607,6 +634,7 @@ def main() -> int:
     parser.add_argument("--all-steps", dest="stop_saturated", action="store_false",
                         help="run every step even when the bot is far behind (default: stop after a step at or "
                              "above --burst-rate whose answers stayed under 80 %% of the offered rate)")
+    parser.add_argument("--celery-workers", type=int, default=1, help="supportbot worker processes (queue mode)")
     parser.add_argument("--worker-concurrency", type=int, default=0,
                         help="the worker's threads (CELERY_WORKER_CONCURRENCY; default: the product's)")
     parser.add_argument("--note", default="", help="a note stored with the results (e.g. how busy the machine was)")
@@ -662,7 +690,8 @@ async def _run(args, modes: list[str], questions, db_url: str, workdir: Path) ->
     try:
         for mode in modes:
             flush_redis(args.redis)
-            services = Services(mode, service_env(args, db_url, workdir / mode, server.port, mode), workdir)
+            services = Services(mode, service_env(args, db_url, workdir / mode, server.port, mode), workdir,
+                                workers=args.celery_workers)
             print(f"{mode}: starting {MODES[mode]}", flush=True)
             try:
                 started = time.monotonic()
