@@ -50,6 +50,7 @@ import itertools
 import json
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -675,7 +676,7 @@ def main() -> int:
     name = "load" if args.embedder == "gemma-e5" else f"load_{args.embedder}"
     print(f"results: {save(name, result)}")
     markdown = RESULTS / f"{name}.md"
-    markdown.write_text(as_markdown(result, " ".join(sys.argv[1:])), encoding="utf-8")
+    markdown.write_text(as_markdown(result, shlex.join(sys.argv[1:])), encoding="utf-8")
     print(f"tables: {markdown}")
     return 0
 
