@@ -504,8 +504,9 @@ async def worker_metrics(services: Services) -> dict:
                     values[key] = values.get(key, 0.0) + float(value)
 
     def mean(name: str, labels: str) -> float:
-        count = values.get(f"{name}_count{{{labels}}}", 0.0)
-        return round(values.get(f"{name}_sum{{{labels}}}", 0.0) / count * 1000, 1) if count else float("nan")
+        suffix = f"{{{labels}}}" if labels else ""
+        count = values.get(f"{name}_count{suffix}", 0.0)
+        return round(values.get(f"{name}_sum{suffix}", 0.0) / count * 1000, 1) if count else float("nan")
 
     return {"tasks_ok": values.get('supportbot_tasks_total{outcome="ok",task="supportbot.handle_update"}', 0.0),
             "tasks_error": values.get('supportbot_tasks_total{outcome="error",task="supportbot.handle_update"}', 0.0),
