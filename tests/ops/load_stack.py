@@ -211,6 +211,7 @@ class Stack:
     #: The URL the sandbox POSTs updates to (default: the webhook's own address).
     webhook_public_url: str | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def sandbox_url(self) -> str:
@@ -220,8 +221,8 @@ class Stack:
         settings = {"DATABASE_URL": self.database_url, "CELERY_BROKER_URL": self.redis_url,
                     "SEND_LIMITS_REDIS_URL": self.redis_url, "SANDBOX_HOST": self.sandbox_seen_as,
                     "SANDBOX_PORT": str(self.sandbox_port), "TELEGRAM_WEBHOOK_SECRET": SECRET,
-                    # A task left unacknowledged (its worker lost Redis) comes back after 1 + 60 s.
-                    "VOICE_MAX_SECONDS": "1", "CELERY_VISIBILITY_MARGIN_SECONDS": "60",
+                    # A task left unacknowledged (its worker lost Redis) comes back after 1 + 20 s.
+                    "VOICE_MAX_SECONDS": "1", "CELERY_VISIBILITY_MARGIN_SECONDS": "20",
                     "CELERY_WORKER_CONCURRENCY": "4", "DJANGO_SETTINGS_MODULE": "supportbot.web.settings"}
         return environment(self.folder / "data", **{**settings, **extra})
 
@@ -233,6 +234,7 @@ class Stack:
         return "\n".join(f"--- {name}.log (end) ---\n{self.log(name)[-2500:]}" for name in self.processes)
 
     def _start(self, name: str, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()) -> None:
+        self.commands[name] = (args, env, prefix)
         out = (self.folder / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen([*prefix, SUPPORTBOT, *args], env=env, stdout=out,
                                                 stderr=subprocess.STDOUT)
@@ -258,6 +260,11 @@ class Stack:
         except BaseException:
             print(self.logs())
             raise
+
+    def restart(self, name: str) -> None:
+        """Start an exited process again with its command, as compose's ``restart: unless-stopped``
+        (or systemd's ``Restart=always``) does."""
+        self._start(name, *self.commands[name])
 
     def start_process(self, name: str, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()) -> None:
         """One more supportbot process beside the stack (a second worker...), stopped with it."""

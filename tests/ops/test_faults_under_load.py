@@ -127,10 +127,20 @@ async def test_redis_stopped_then_started_under_load_loses_nothing_and_doubles_n
     finally:
         if redis.process is None or redis.process.poll() is not None:
             redis.start()
-    counts = await customers.wait_answered(timeout=90)
+    worker_restarted = stack.processes["worker"].poll() is not None
+    if worker_restarted:
+        # Celery/kombu's own race on a lost Redis connection (closing the channel restores the
+        # unacknowledged tasks through a connection already gone: "Unrecoverable error:
+        # AttributeError(... 'hostname')"; celery/kombu#582) stops the worker now and then (1 run
+        # in 6 here, under load). Its supervisor starts it again (compose: restart:
+        # unless-stopped); what it held comes back after the visibility timeout, once.
+        assert "Unrecoverable error" in stack.log("worker"), stack.logs()
+        stack.restart("worker")
+    counts = await customers.wait_answered(timeout=120)
     in_process = stack.log("webhook").count("running it in this process") - fallback_before
     print(f"Redis stopped for {down['for']:.1f} s during the load ({in_process} updates the webhook handled itself "
-          f"meanwhile): {counts.line()}")
+          f"meanwhile{'; the worker stopped on a kombu error and was started again' if worker_restarted else ''}): "
+          f"{counts.line()}")
     _alive(stack)
     assert (counts.lost, counts.duplicated) == (0, 0), f"{counts.line()}\n{stack.logs()}"
     assert in_process > 0, "the webhook never fell back to working in process while Redis was down"
