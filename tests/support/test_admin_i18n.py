@@ -132,3 +132,22 @@ def test_the_catalogue_has_every_message_the_code_marks():
     catalogue = {m.id for m in tool.read("uk") if m.id}
     marked = {m.id for m in tool.extract() if m.id}
     assert sorted(map(str, marked - catalogue)) == [], "run: python tools/messages.py extract"
+
+
+def test_model_names_fields_and_choices_are_translated(operator_client):
+    index = operator_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="uk").content.decode()
+    assert "Служба підтримки" in index and "Шаблони відповідей" in index and "Облікові записи операторів" in index
+    tickets = operator_client.get("/admin/support/ticket/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "У оператора" in tickets  # a status in the filter
+    faq = operator_client.get("/admin/support/faqentry/add/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Постоянный идентификатор для импорта и экспорта" in faq and ">Вопрос:</label>" in faq
+
+
+def test_the_models_need_no_new_migration():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("makemigrations", "support", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

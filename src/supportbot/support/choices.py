@@ -8,24 +8,25 @@ no settings and no app registry: ``TextChoices`` is a plain ``str`` enum with la
 from __future__ import annotations
 
 from django.db.models.enums import TextChoices
+from django.utils.translation import gettext_lazy as _
 
 
 class MessageSource(TextChoices):
     """Who wrote a message of the log (``Message.Source``)."""
 
-    USER = "user", "Customer"
-    FAQ = "faq", "FAQ"
-    LOCAL_LLM = "local_llm", "Local LLM"
-    API_LLM = "api_llm", "API LLM"
-    OPERATOR = "operator", "Operator"
-    SYSTEM = "system", "System"
+    USER = "user", _("Customer")
+    FAQ = "faq", _("FAQ")
+    LOCAL_LLM = "local_llm", _("Local LLM")
+    API_LLM = "api_llm", _("API LLM")
+    OPERATOR = "operator", _("Operator")
+    SYSTEM = "system", _("System")
     #: The bot's own reply to a greeting, thanks, "who are you"... (``supportbot.smalltalk``):
     #: not a notice like SYSTEM, not an answer to rate, never given to an LLM as history.
-    SMALLTALK = "smalltalk", "Small talk"
+    SMALLTALK = "smalltalk", _("Small talk")
     #: "Did we solve your problem?" with rating buttons 1-5, recorded when an operator resolves
     #: the ticket (``support.aftercare``): its own source so the buttons and the rating check
     #: know it, and never an answer to rate or LLM history.
-    CSAT = "csat", "Rating question"
+    CSAT = "csat", _("Rating question")
 
 
 #: Answers written by a language model (the hourly limit, the admin's model details).
@@ -37,7 +38,7 @@ AUTOMATIC_SOURCES = (MessageSource.FAQ, *LLM_SOURCES)
 class Actor(TextChoices):
     """Who changed a ticket's status (``TicketStatusChange.actor``)."""
 
-    CUSTOMER = "customer", "Customer"
-    BOT = "bot", "Bot"
-    OPERATOR = "operator", "Operator"
-    SYSTEM = "system", "System"
+    CUSTOMER = "customer", _("Customer")
+    BOT = "bot", _("Bot")
+    OPERATOR = "operator", _("Operator")
+    SYSTEM = "system", _("System")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from supportbot.support.choices import AUTOMATIC_SOURCES, LLM_SOURCES, Actor, MessageSource
 
@@ -19,17 +20,18 @@ class Language(models.TextChoices):
 
 
 class TelegramUser(models.Model):
-    id = models.BigIntegerField(primary_key=True, help_text="Telegram user id")
-    username = models.CharField(max_length=64, blank=True)
-    first_name = models.CharField(max_length=128, blank=True)
-    last_name = models.CharField(max_length=128, blank=True)
-    language_code = models.CharField(max_length=16, blank=True)
-    is_blocked = models.BooleanField(default=False, help_text="The user blocked the bot")
-    first_seen = models.DateTimeField(auto_now_add=True)
-    last_seen = models.DateTimeField(auto_now=True)
+    id = models.BigIntegerField(_("Telegram id"), primary_key=True, help_text=_("Telegram user id"))
+    username = models.CharField(_("username"), max_length=64, blank=True)
+    first_name = models.CharField(_("first name"), max_length=128, blank=True)
+    last_name = models.CharField(_("last name"), max_length=128, blank=True)
+    language_code = models.CharField(_("language code"), max_length=16, blank=True)
+    is_blocked = models.BooleanField(_("blocked"), default=False, help_text=_("The user blocked the bot"))
+    first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
+    last_seen = models.DateTimeField(_("last seen"), auto_now=True)
 
     class Meta:
-        verbose_name = "customer"
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
         ordering = ["-last_seen"]
 
     def __str__(self) -> str:
@@ -39,43 +41,47 @@ class TelegramUser(models.Model):
 
 class Ticket(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        WITH_OPERATOR = "with_operator", "With operator"
-        ANSWERED = "answered", "Answered"
+        OPEN = "open", _("Open")
+        WITH_OPERATOR = "with_operator", _("With operator")
+        ANSWERED = "answered", _("Answered")
         #: An operator solved it: the customer is asked for a rating (CSAT), the bot answers again,
         #: and a message within ``REOPEN_WINDOW_HOURS`` reopens this ticket instead of a new one.
-        RESOLVED = "resolved", "Resolved"
-        CLOSED = "closed", "Closed"
+        RESOLVED = "resolved", _("Resolved")
+        CLOSED = "closed", _("Closed")
 
     ACTIVE = (Status.OPEN, Status.WITH_OPERATOR, Status.ANSWERED)
     #: Tickets a person must act on: the queue shows these first, longest waiting first.
     WAITING = (Status.WITH_OPERATOR,)
 
-    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="tickets")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
-    handed_over_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(TelegramUser, verbose_name=_("customer"), on_delete=models.CASCADE, related_name="tickets")
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+    handed_over_at = models.DateTimeField(_("handed over at"), null=True, blank=True)
     waiting_notice_sent = models.BooleanField(
-        default=False, help_text="The customer was told a person will reply (sent once per hand-over)"
+        _("waiting notice sent"), default=False,
+        help_text=_("The customer was told a person will reply (sent once per hand-over)")
     )
     # The operator desk: who owns the ticket, since when the customer waits for a person.
     assignee = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="assigned_tickets", help_text="The operator who took the ticket",
+        settings.AUTH_USER_MODEL, verbose_name=_("assignee"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_tickets", help_text=_("The operator who took the ticket"),
     )
-    assigned_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(_("assigned at"), null=True, blank=True)
     waiting_since = models.DateTimeField(
-        null=True, blank=True, db_index=True,
-        help_text="Since when the customer waits for a person (cleared by an operator's reply)",
+        _("waiting since"), null=True, blank=True, db_index=True,
+        help_text=_("Since when the customer waits for a person (cleared by an operator's reply)"),
     )
     overdue_notified_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the operators were last reminded that this ticket waits too long",
+        _("overdue notified at"), null=True, blank=True,
+        help_text=_("When the operators were last reminded that this ticket waits too long"),
     )
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("ticket")
+        verbose_name_plural = _("tickets")
         ordering = ["-updated_at"]
         constraints = [
             # One open ticket per customer at a time, enforced by the database.
@@ -95,22 +101,25 @@ class TicketStatusChange(models.Model):
 
     Actor = Actor
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="status_changes")
-    old_status = models.CharField(max_length=16, choices=Ticket.Status.choices, blank=True)
-    new_status = models.CharField(max_length=16, choices=Ticket.Status.choices)
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), on_delete=models.CASCADE,
+                               related_name="status_changes")
+    old_status = models.CharField(_("old status"), max_length=16, choices=Ticket.Status.choices, blank=True)
+    new_status = models.CharField(_("new status"), max_length=16, choices=Ticket.Status.choices)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL, verbose_name=_("changed by"), null=True, blank=True, on_delete=models.SET_NULL
     )
-    actor = models.CharField(max_length=32, choices=Actor.choices, help_text="Who changed the status")
-    reason = models.CharField(max_length=255)
+    actor = models.CharField(_("actor"), max_length=32, choices=Actor.choices, help_text=_("Who changed the status"))
+    reason = models.CharField(_("reason"), max_length=255)
     draft_answer = models.TextField(
-        blank=True,
-        help_text="LLM_ANSWER_MODE=draft: the LLM's fact-checked answer to the question handed over, "
-                  "never sent: for the operator to use, edit or ignore",
+        _("draft answer"), blank=True,
+        help_text=_("LLM_ANSWER_MODE=draft: the LLM's fact-checked answer to the question handed over, "
+                  "never sent: for the operator to use, edit or ignore"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("ticket status change")
+        verbose_name_plural = _("ticket status changes")
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
@@ -118,17 +127,18 @@ class TicketStatusChange(models.Model):
 
 
 class FaqEntry(models.Model):
-    key = models.SlugField(max_length=100, unique=True, help_text="Stable identifier used by import/export")
-    question = models.TextField()
-    answer = models.TextField()
-    language = models.CharField(max_length=8, choices=Language.choices, default=Language.EN)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    key = models.SlugField(_("key"), max_length=100, unique=True,
+                           help_text=_("Stable identifier used by import/export"))
+    question = models.TextField(_("question"))
+    answer = models.TextField(_("answer"))
+    language = models.CharField(_("language"), max_length=8, choices=Language.choices, default=Language.EN)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name = "FAQ entry"
-        verbose_name_plural = "FAQ entries"
+        verbose_name = _("FAQ entry")
+        verbose_name_plural = _("FAQ entries")
         ordering = ["key"]
 
     def __str__(self) -> str:
@@ -138,11 +148,13 @@ class FaqEntry(models.Model):
 class FaqPhrasing(models.Model):
     """Another way customers ask the same question."""
 
-    entry = models.ForeignKey(FaqEntry, on_delete=models.CASCADE, related_name="phrasings")
-    text = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    entry = models.ForeignKey(FaqEntry, verbose_name=_("entry"), on_delete=models.CASCADE, related_name="phrasings")
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("FAQ phrasing")
+        verbose_name_plural = _("FAQ phrasings")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -156,17 +168,20 @@ class FaqEmbedding(models.Model):
     twice, by any process. Rows are immutable: changed text gets a new row.
     """
 
-    entry = models.ForeignKey(FaqEntry, on_delete=models.CASCADE, related_name="embeddings")
+    entry = models.ForeignKey(FaqEntry, verbose_name=_("entry"), on_delete=models.CASCADE, related_name="embeddings")
     phrasing = models.ForeignKey(
-        FaqPhrasing, null=True, blank=True, on_delete=models.CASCADE, related_name="embeddings"
+        FaqPhrasing, verbose_name=_("phrasing"), null=True, blank=True, on_delete=models.CASCADE,
+        related_name="embeddings"
     )
-    model_name = models.CharField(max_length=200)
-    text_hash = models.CharField(max_length=64)
-    dim = models.PositiveIntegerField()
-    vector = models.BinaryField(help_text="float32 little-endian, L2-normalised")
-    created_at = models.DateTimeField(auto_now_add=True)
+    model_name = models.CharField(_("model name"), max_length=200)
+    text_hash = models.CharField(_("text hash"), max_length=64)
+    dim = models.PositiveIntegerField(_("dim"))
+    vector = models.BinaryField(_("vector"), help_text=_("float32 little-endian, L2-normalised"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("FAQ embedding")
+        verbose_name_plural = _("FAQ embeddings")
         constraints = [
             models.UniqueConstraint(
                 fields=["entry", "model_name", "text_hash"], name="one_vector_per_text_and_model"
@@ -178,20 +193,27 @@ class FaqEmbedding(models.Model):
 class KnowledgeVersion(models.Model):
     """A counter bumped after every FAQ index change; processes poll it (cheap)."""
 
-    model_name = models.CharField(max_length=200, unique=True)
-    version = models.PositiveBigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
+    model_name = models.CharField(_("model name"), max_length=200, unique=True)
+    version = models.PositiveBigIntegerField(_("version"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("knowledge version")
+        verbose_name_plural = _("knowledge versions")
 
 
 class InternalNote(models.Model):
     """An operator's note on a ticket: for the team, never sent to the customer."""
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    text = models.TextField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("author"), null=True, blank=True,
+                               on_delete=models.SET_NULL)
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("internal note")
+        verbose_name_plural = _("internal notes")
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
@@ -201,16 +223,17 @@ class InternalNote(models.Model):
 class CannedReply(models.Model):
     """A reply operators insert with a shortcut (``/shortcut``), one text per language."""
 
-    shortcut = models.SlugField(max_length=50, help_text="Typed as /shortcut in the reply box")
-    language = models.CharField(max_length=8, choices=Language.choices, default=Language.EN)
-    title = models.CharField(max_length=100)
-    text = models.TextField()
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    shortcut = models.SlugField(_("shortcut"), max_length=50, help_text=_("Typed as /shortcut in the reply box"))
+    language = models.CharField(_("language"), max_length=8, choices=Language.choices, default=Language.EN)
+    title = models.CharField(_("title"), max_length=100)
+    text = models.TextField(_("text"))
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
-        verbose_name_plural = "canned replies"
+        verbose_name = _("canned reply")
+        verbose_name_plural = _("canned replies")
         ordering = ["shortcut", "language"]
         constraints = [
             models.UniqueConstraint(fields=["shortcut", "language"], name="one_canned_reply_per_language")
@@ -223,10 +246,14 @@ class CannedReply(models.Model):
 class OperatorAccount(models.Model):
     """An operator's Telegram account (the operators' group desk): who wrote in a topic."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE,
                                 related_name="telegram_account")
-    telegram_user_id = models.BigIntegerField(unique=True)
-    telegram_username = models.CharField(max_length=64, blank=True)
+    telegram_user_id = models.BigIntegerField(_("Telegram user id"), unique=True)
+    telegram_username = models.CharField(_("Telegram username"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("operator account")
+        verbose_name_plural = _("operator accounts")
 
     def __str__(self) -> str:
         return f"{self.user} = Telegram {self.telegram_user_id}"
@@ -236,13 +263,16 @@ class ForumTopic(models.Model):
     """The customer's topic in the operators' forum group (``OPERATOR_CHAT_ID``), reused for
     their later tickets; recreated when deleted by hand."""
 
-    customer = models.OneToOneField(TelegramUser, on_delete=models.CASCADE, related_name="forum_topic")
-    chat_id = models.BigIntegerField()
-    message_thread_id = models.BigIntegerField()
-    name = models.CharField(max_length=128)
-    created_at = models.DateTimeField(auto_now_add=True)
+    customer = models.OneToOneField(TelegramUser, verbose_name=_("customer"), on_delete=models.CASCADE,
+                                    related_name="forum_topic")
+    chat_id = models.BigIntegerField(_("chat id"))
+    message_thread_id = models.BigIntegerField(_("topic id"))
+    name = models.CharField(_("name"), max_length=128)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("forum topic")
+        verbose_name_plural = _("forum topics")
         constraints = [
             models.UniqueConstraint(fields=["chat_id", "message_thread_id"], name="one_customer_per_topic")
         ]
@@ -262,113 +292,123 @@ class MessageQuerySet(models.QuerySet):
 
 class Message(models.Model):
     class Direction(models.TextChoices):
-        IN = "in", "From customer"
-        OUT = "out", "To customer"
+        IN = "in", _("From customer")
+        OUT = "out", _("To customer")
         #: A copy posted into the operators' group topic (``OPERATOR_CHAT_ID``): not part of the
         #: customer's conversation, delivered through the same path to ``chat_id``/``message_thread_id``.
-        DESK = "desk", "To operators' group"
+        DESK = "desk", _("To operators' group")
 
     class Kind(models.TextChoices):
-        TEXT = "text", "Text"
-        VOICE = "voice", "Voice"
-        PHOTO = "photo", "Photo"
-        STICKER = "sticker", "Sticker"
-        DOCUMENT = "document", "Document"
-        OTHER = "other", "Other"
+        TEXT = "text", _("Text")
+        VOICE = "voice", _("Voice")
+        PHOTO = "photo", _("Photo")
+        STICKER = "sticker", _("Sticker")
+        DOCUMENT = "document", _("Document")
+        OTHER = "other", _("Other")
 
     Source = MessageSource
 
     class Delivery(models.TextChoices):
         NOT_APPLICABLE = "", "—"
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
 
     LLM_SOURCES = LLM_SOURCES
     AUTOMATIC_SOURCES = AUTOMATIC_SOURCES
 
     objects = MessageQuerySet.as_manager()
 
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
-    direction = models.CharField(max_length=4, choices=Direction.choices)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TEXT)
-    text = models.TextField(blank=True)
-    telegram_message_id = models.BigIntegerField(null=True, blank=True)
-    source = models.CharField(max_length=16, choices=Source.choices)
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(_("direction"), max_length=4, choices=Direction.choices)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.TEXT)
+    text = models.TextField(_("text"), blank=True)
+    telegram_message_id = models.BigIntegerField(_("Telegram message id"), null=True, blank=True)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
     faq_entry = models.ForeignKey(
-        FaqEntry, null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
+        FaqEntry, verbose_name=_("FAQ entry"), null=True, blank=True, on_delete=models.SET_NULL, related_name="answers"
     )
-    score = models.FloatField(null=True, blank=True, help_text="Match score behind an FAQ answer")
-    processing_ms = models.PositiveIntegerField(null=True, blank=True)
+    score = models.FloatField(_("score"), null=True, blank=True, help_text=_("Match score behind an FAQ answer"))
+    processing_ms = models.PositiveIntegerField(_("processing (ms)"), null=True, blank=True)
     operator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL, verbose_name=_("operator"), null=True, blank=True, on_delete=models.SET_NULL
     )
     in_reply_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+        "self", verbose_name=_("in reply to"), null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )
     delivery_status = models.CharField(
-        max_length=8, choices=Delivery.choices, blank=True, default=Delivery.NOT_APPLICABLE
+        _("delivery status"), max_length=8, choices=Delivery.choices, blank=True, default=Delivery.NOT_APPLICABLE
     )
-    delivery_attempts = models.PositiveSmallIntegerField(default=0)
-    delivery_error = models.CharField(max_length=255, blank=True)
+    delivery_attempts = models.PositiveSmallIntegerField(_("delivery attempts"), default=0)
+    delivery_error = models.CharField(_("delivery error"), max_length=255, blank=True)
     # Outbox (operator replies): when a bot worker last claimed the row for sending. A row
     # left "sending" longer than OUTBOX_LEASE_SECONDS was abandoned by a crashed worker.
     delivery_claimed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When a bot worker last claimed this reply for sending (outbox)"
+        _("delivery claimed at"), null=True, blank=True,
+        help_text=_("When a bot worker last claimed this reply for sending (outbox)")
     )
     # The delivery path (bot.delivery): a row that failed for a reason worth retrying (429, 5xx,
     # network) goes back to "pending" and is not taken again before this time.
     delivery_not_before = models.DateTimeField(
-        null=True, blank=True, help_text="A retried message is not sent again before this time"
+        _("delivery not before"), null=True, blank=True,
+        help_text=_("A retried message is not sent again before this time")
     )
     delivery_parts_sent = models.PositiveSmallIntegerField(
-        default=0, help_text="Parts of a long text (over 4,096 characters) already delivered"
+        _("delivery parts sent"), default=0,
+        help_text=_("Parts of a long text (over 4,096 characters) already delivered")
     )
     # Where a DESK message goes (the operators' group and the ticket's topic); None for the
     # customer's own chat.
-    chat_id = models.BigIntegerField(null=True, blank=True, help_text="Target chat, when not the customer's")
-    message_thread_id = models.BigIntegerField(null=True, blank=True, help_text="Forum topic of the target chat")
+    chat_id = models.BigIntegerField(_("chat id"), null=True, blank=True,
+                                     help_text=_("Target chat, when not the customer's"))
+    message_thread_id = models.BigIntegerField(_("topic id"), null=True, blank=True,
+                                               help_text=_("Forum topic of the target chat"))
     quote_reply = models.BooleanField(
-        default=False, help_text="Sent in Telegram as a reply quoting the customer's message"
+        _("quote reply"), default=False, help_text=_("Sent in Telegram as a reply quoting the customer's message")
     )
     delivery_interrupted = models.BooleanField(
-        default=False,
-        help_text="A bot stopped while sending this reply, so it is unknown whether Telegram got that "
-                  "attempt: it was re-sent once and may have arrived twice (or, interrupted twice, given up)",
+        _("delivery interrupted"), default=False,
+        help_text=_("A bot stopped while sending this reply, so it is unknown whether Telegram got that "
+                  "attempt: it was re-sent once and may have arrived twice (or, interrupted twice, given up)"),
     )
     # Voice messages: ``text`` holds the transcript, these say how it was made.
-    transcript_language = models.CharField(max_length=8, blank=True)
+    transcript_language = models.CharField(_("transcript language"), max_length=8, blank=True)
     transcript_probability = models.FloatField(
-        null=True, blank=True, help_text="Detected language probability among the configured languages"
+        _("transcript probability"), null=True, blank=True,
+        help_text=_("Detected language probability among the configured languages")
     )
-    audio_seconds = models.FloatField(null=True, blank=True, help_text="Length of the voice message")
-    transcription_ms = models.PositiveIntegerField(null=True, blank=True)
+    audio_seconds = models.FloatField(_("audio seconds"), null=True, blank=True,
+                                      help_text=_("Length of the voice message"))
+    transcription_ms = models.PositiveIntegerField(_("transcription (ms)"), null=True, blank=True)
     audio_file = models.CharField(
-        max_length=255, blank=True,
-        help_text="Kept audio (KEEP_AUDIO), relative to the data dir's audio folder; cleared when it expires",
+        _("audio file"), max_length=255, blank=True,
+        help_text=_("Kept audio (KEEP_AUDIO), relative to the data dir's audio folder; cleared when it expires"),
     )
     # LLM answers (source local_llm / api_llm): which model, grounded in what, how fast.
-    llm_model = models.CharField(max_length=200, blank=True)
+    llm_model = models.CharField(_("LLM model"), max_length=200, blank=True)
     context_entries = models.JSONField(
-        default=list, blank=True,
-        help_text="FAQ entries given to the model as context: [{id, key, score}] (kept if entries change)",
+        _("context entries"), default=list, blank=True,
+        help_text=_("FAQ entries given to the model as context: [{id, key, score}] (kept if entries change)"),
     )
-    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
     first_token_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="From the start of the LLM step to its first token"
+        _("first token (ms)"), null=True, blank=True, help_text=_("From the start of the LLM step to its first token")
     )
-    llm_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The LLM step's total time")
+    llm_ms = models.PositiveIntegerField(_("LLM time (ms)"), null=True, blank=True,
+                                         help_text=_("The LLM step's total time"))
     # The web desk's reply form: a random token per rendered form, unique, so a double submit
     # of one reply queues it once (support.desk.reply_once).
     reply_token = models.CharField(
-        max_length=64, null=True, blank=True, unique=True, editable=False,
-        help_text="The idempotency token of the desk's reply form that sent this reply",
+        _("reply token"), max_length=64, null=True, blank=True, unique=True, editable=False,
+        help_text=_("The idempotency token of the desk's reply form that sent this reply"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["delivery_status", "id"])]
 
@@ -388,12 +428,13 @@ class Message(models.Model):
 
 
 class Feedback(models.Model):
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
-    helpful = models.BooleanField()
-    created_at = models.DateTimeField(auto_now_add=True)
+    message = models.ForeignKey(Message, verbose_name=_("message"), on_delete=models.CASCADE, related_name="feedback")
+    helpful = models.BooleanField(_("helpful"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
-        verbose_name_plural = "feedback"
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["message"], name="one_feedback_per_answer")]
 
@@ -402,15 +443,17 @@ class CsatRating(models.Model):
     """The customer's rating after an operator resolved the ticket (1-5), answering the
     rating question (``question``, one rating per question)."""
 
-    question = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="csat")
-    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="ratings")
-    operator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="ratings", help_text="The operator who resolved the ticket")
-    score = models.PositiveSmallIntegerField(help_text="1 (bad) to 5 (excellent)")
-    created_at = models.DateTimeField(auto_now_add=True)
+    question = models.OneToOneField(Message, verbose_name=_("question"), on_delete=models.CASCADE, related_name="csat")
+    ticket = models.ForeignKey(Ticket, verbose_name=_("ticket"), on_delete=models.CASCADE, related_name="ratings")
+    operator = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("operator"), null=True, blank=True,
+                                 on_delete=models.SET_NULL,
+                                 related_name="ratings", help_text=_("The operator who resolved the ticket"))
+    score = models.PositiveSmallIntegerField(_("score"), help_text=_("1 (bad) to 5 (excellent)"))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
-        verbose_name = "CSAT rating"
+        verbose_name = _("CSAT rating")
+        verbose_name_plural = _("CSAT ratings")
         ordering = ["-created_at"]
         constraints = [models.CheckConstraint(condition=Q(score__gte=1) & Q(score__lte=5), name="csat_score_1_to_5")]
 
@@ -429,11 +472,13 @@ class UpdateClaim(models.Model):
     Rows older than Telegram's redelivery window are pruned (``services.prune_update_claims``).
     """
 
-    bot_id = models.BigIntegerField(help_text="Telegram id of the bot the update was sent to")
-    update_id = models.BigIntegerField()
-    claimed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    bot_id = models.BigIntegerField(_("bot id"), help_text=_("Telegram id of the bot the update was sent to"))
+    update_id = models.BigIntegerField(_("update id"))
+    claimed_at = models.DateTimeField(_("claimed at"), default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("update claim")
+        verbose_name_plural = _("update claims")
         constraints = [models.UniqueConstraint(fields=["bot_id", "update_id"], name="one_claim_per_update")]
 
     def __str__(self) -> str:
