@@ -239,7 +239,7 @@ class TicketAdmin(admin.ModelAdmin):
     @admin.display(description=_("last automatic answer"))
     def last_answer_source(self, obj) -> str:
         source = obj._last_answer_source
-        return Message.Source(source).label if source in Message.Source.values else "—"
+        return str(Message.Source(source).label) if source in Message.Source.values else "—"
 
     @admin.display(description=_("assignee"), ordering="assignee__username")
     def assigned_to(self, obj: Ticket) -> str:
