@@ -151,3 +151,18 @@ def test_the_models_need_no_new_migration():
     out = StringIO()
     call_command("makemigrations", "support", "--check", "--dry-run", stdout=out)
     assert "No changes detected" in out.getvalue()
+
+
+@pytest.mark.parametrize("language", ["uk", "ru"])
+def test_every_refusal_a_service_raises_is_shown_in_the_operators_language(language):
+    """Services raise DomainError subclasses with English messages (``gettext_noop``); the admin
+    shows ``gettext(exc.message)``, so each must be in the catalogue, translated."""
+    from supportbot.support import errors
+
+    refusals = [cls for cls in vars(errors).values()
+                if isinstance(cls, type) and issubclass(cls, errors.DomainError)]
+    texts = [cls.message for cls in refusals] + [errors.NotAHelpfulFaqAnswer.NOT_FROM_FAQ]
+    assert len(refusals) >= 8
+    with translation.override(language):
+        untranslated = [text for text in texts if translation.gettext(text) == text]
+    assert untranslated == []

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from supportbot.support import services
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 admin.site.site_header = "supportbot"
 admin.site.site_title = "supportbot"
-admin.site.index_title = "Support desk"
+admin.site.index_title = _("Support desk")
 
 
 # -- FAQ ----------------------------------------------------------------------------
@@ -66,11 +67,11 @@ class FaqEntryAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_phrasings=Count("phrasings"))
 
-    @admin.display(description="question")
+    @admin.display(description=_("question"))
     def question_short(self, obj: FaqEntry) -> str:
         return obj.question[:80]
 
-    @admin.display(description="phrasings", ordering="_phrasings")
+    @admin.display(description=_("phrasings"), ordering="_phrasings")
     def phrasing_count(self, obj) -> int:
         return obj._phrasings
 
@@ -93,24 +94,24 @@ class FaqEntryAdmin(admin.ModelAdmin):
         if other is not None:
             url = reverse("admin:support_faqentry_change", args=[other.pk])
             messages.warning(request, format_html(
-                "Near-duplicate: the question “{}” already matches FAQ entry <a href=\"{}\">“{}”</a> ({}) "
-                "confidently, so customers asking it may get either answer. Merge the two entries, or make "
-                "the questions say what differs.", entry.question[:120], url, other.key, other.question[:80],
+                gettext("Near-duplicate: the question “{}” already matches FAQ entry <a href=\"{}\">“{}”</a> ({}) "
+                        "confidently, so customers asking it may get either answer. Merge the two entries, or make "
+                        "the questions say what differs."), entry.question[:120], url, other.key, other.question[:80],
             ))
 
-    @admin.action(description="Activate selected entries")
+    @admin.action(description=_("Activate selected entries"))
     def activate(self, request, queryset):
         for entry in queryset:  # per-row save keeps the FAQ index in step
             entry.is_active = True
             entry.save(update_fields=["is_active", "updated_at"])
-        self.message_user(request, f"{queryset.count()} entries activated.")
+        self.message_user(request, gettext("%(n)d entries activated.") % {"n": queryset.count()})
 
-    @admin.action(description="Deactivate selected entries")
+    @admin.action(description=_("Deactivate selected entries"))
     def deactivate(self, request, queryset):
         for entry in queryset:
             entry.is_active = False
             entry.save(update_fields=["is_active", "updated_at"])
-        self.message_user(request, f"{queryset.count()} entries deactivated.")
+        self.message_user(request, gettext("%(n)d entries deactivated.") % {"n": queryset.count()})
 
 
 # -- customers ------------------------------------------------------------------------
@@ -282,7 +283,7 @@ class MessageAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # the message log is append-only
 
-    @admin.display(description="text")
+    @admin.display(description=_("text"))
     def text_short(self, obj: Message) -> str:
         return obj.text[:80]
 
@@ -299,19 +300,20 @@ class MessageAdmin(admin.ModelAdmin):
 
     def save_to_faq_view(self, request, message_id: int):
         if not request.user.has_perm("support.add_faqentry"):
-            messages.error(request, "You may not add FAQ entries.")
+            messages.error(request, gettext("You may not add FAQ entries."))
             return HttpResponseRedirect(reverse("admin:index"))
         message = get_object_or_404(Message.objects.select_related("ticket__user"), pk=message_id)
         if request.method != "POST":  # a state change needs a POST: show what will be saved first
             context = {**self.admin_site.each_context(request), "message": message,
-                       "title": "Save this answer to the FAQ?", "opts": self.model._meta}
+                       "title": gettext("Save this answer to the FAQ?"), "opts": self.model._meta}
             return TemplateResponse(request, "support/save_to_faq.html", context)
         try:
             entry = services.save_answer_to_faq(message=message)
         except DomainError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
+            self.message_user(request, gettext(exc.message), level=messages.ERROR)
             return HttpResponseRedirect(reverse("admin:support_ticket_change", args=[message.ticket_id]))
-        messages.success(request, f"Saved as FAQ entry “{entry.key}”. Review the wording below.")
+        messages.success(request,
+                         gettext("Saved as FAQ entry “%(key)s”. Review the wording below.") % {"key": entry.key})
         return HttpResponseRedirect(reverse("admin:support_faqentry_change", args=[entry.pk]))
 
 
@@ -321,17 +323,17 @@ class MessageAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(back)
         if not request.user.has_perm("support.add_faqphrasing"):
-            messages.error(request, "You may not add FAQ phrasings.")
+            messages.error(request, gettext("You may not add FAQ phrasings."))
             return HttpResponseRedirect(back)
         try:
             phrasing = services.add_question_as_phrasing(answer=message)
         except DomainError as exc:
-            self.message_user(request, exc.message, level=messages.ERROR)
+            self.message_user(request, gettext(exc.message), level=messages.ERROR)
         else:
             assert message.faq_entry is not None  # the phrasing was added to it
             url = reverse("admin:support_faqentry_change", args=[phrasing.entry_id])
             messages.success(request, format_html(
-                "Added “{}” to FAQ entry <a href=\"{}\">“{}”</a> as a phrasing.",
+                gettext("Added “{}” to FAQ entry <a href=\"{}\">“{}”</a> as a phrasing."),
                 phrasing.text[:120], url, message.faq_entry.key))
         return HttpResponseRedirect(back)
 
@@ -343,11 +345,11 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_select_related = ["message", "message__faq_entry"]
     raw_id_fields = ["message"]
 
-    @admin.display(description="source")
+    @admin.display(description=_("source"))
     def answer_source(self, obj: Feedback) -> str:
         return obj.message.source
 
-    @admin.display(description="answer")
+    @admin.display(description=_("answer"))
     def answer_text(self, obj: Feedback) -> str:
         return obj.message.text[:80]
 
