@@ -190,7 +190,8 @@ def test_a_reply_to_a_resolved_ticket_reopens_it_in_the_group(settings):
     services.hand_over(ticket_id=ticket.pk, actor="bot", reason="no answer")
     services.resolve_ticket(ticket=ticket, operator=anna)
     services.do_operator_reply(ticket=ticket, operator=anna, text="One more thing: your refund is on its way.")
-    copy, notice = _desk_rows(ticket)[-2:]
+    copy, taken, notice = _desk_rows(ticket)[-3:]
     assert copy == "💬 Anna (web): One more thing: your refund is on its way."
+    assert taken == f"👤 Ticket #{ticket.pk} taken by Anna."  # who answers an unassigned ticket owns it
     assert notice == f"🙋 Ticket #{ticket.pk} reopened (operator replied). Olena Petrenko @olena_p, language uk."
     assert group_desk.topic_should_be_open(customer_id=CUSTOMER)

@@ -342,3 +342,18 @@ def test_an_operator_releases_a_taken_ticket_back_to_the_queue(ticket):
     reasons = list(ticket.status_changes.values_list("reason", flat=True))
     assert "released by operator (was olga)" in reasons and "released by operator (was petro)" in reasons
     assert not Message.objects.filter(direction="out").exists()  # the customer sees nothing
+
+
+@pytest.mark.django_db
+def test_who_replies_to_an_unassigned_ticket_owns_it_wherever_they_replied(ticket):
+    """services.do_operator_reply (the web desk and the operators' group both call it) assigns an
+    unassigned ticket to the operator who answered, and never takes a ticket from its assignee."""
+    olena, taras = _operator("olena"), _operator("taras")
+    services.do_operator_reply(ticket=ticket, operator=olena, text="Ваш заказ в пути.")
+    ticket.refresh_from_db()
+    assert ticket.assignee == olena and ticket.assigned_at is not None
+    assert ticket.status_changes.filter(reason="taken by operator (replied)", changed_by=olena).count() == 1
+    services.do_operator_reply(ticket=ticket, operator=taras, text="Трек-номер пришлём по SMS.")
+    ticket.refresh_from_db()
+    assert ticket.assignee == olena
+    assert ticket.status_changes.filter(reason__startswith="taken by operator").count() == 1

@@ -491,8 +491,6 @@ class DeskViews:
                                           token=token)
         except DomainError as exc:
             return _refused(request, ticket.pk, gettext(exc.message), 400)  # translated once the catalogue has it
-        if not duplicate and ticket.assignee_id is None:
-            services.take_ticket(ticket_id=ticket.pk, operator=request.user)  # who answers, owns it
         if duplicate:
             text = _("This reply was already sent once (the form was submitted twice); it is not sent again.")
         else:

@@ -353,7 +353,8 @@ def record_feedback(*, message_id: int, customer_id: int, helpful: bool) -> Feed
 # -- operators --------------------------------------------------------------------
 @transaction.atomic
 def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
-    """Queue an operator's reply; the bot process delivers it (outbox), once.
+    """Queue an operator's reply; the bot process delivers it (outbox), once. An unassigned
+    ticket is assigned to the operator who replied.
 
     Raises :class:`EmptyReply` or :class:`TicketClosed` (nothing written)."""
     text = (text or "").strip()
@@ -368,6 +369,14 @@ def do_operator_reply(*, ticket: Ticket, operator, text: str) -> Message:
         text=text[:MAX_TEXT], source=Message.Source.OPERATOR, operator=operator,
         in_reply_to=last_in, delivery_status=Message.Delivery.PENDING,
     )
+    if ticket.assignee_id is None and operator is not None:
+        # Who answers an unassigned ticket owns it, wherever they answered (the web desk or the
+        # operators' group): under the row lock, so a concurrent take cannot be overwritten.
+        ticket.assignee, ticket.assigned_at = operator, timezone.now()
+        ticket.save(update_fields=["assignee", "assigned_at"])
+        TicketStatusChange.objects.create(
+            ticket=ticket, old_status=ticket.status, new_status=ticket.status,
+            actor=TicketStatusChange.Actor.OPERATOR, changed_by=operator, reason="taken by operator (replied)")
     change_status(ticket=ticket, new_status=Ticket.Status.ANSWERED, actor=TicketStatusChange.Actor.OPERATOR,
                   reason="operator replied", operator=operator)
     ticket.waiting_notice_sent = False
