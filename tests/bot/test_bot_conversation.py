@@ -57,7 +57,9 @@ async def test_faq_answer_in_the_customers_language_with_buttons(
     assert out.faq_entry.key == key
     assert out.score is not None and out.score > 0.6  # the entry's cosine
     assert out.processing_ms is not None
-    assert out.telegram_message_id == reply["message_id"]
+    # The bot confirms the send after Telegram's answer reached it, a moment after the customer saw it.
+    assert await wait_until(lambda: Message.objects.filter(
+        pk=out.pk, telegram_message_id=reply["message_id"]).exists())
     incoming = await Message.objects.aget(direction="in", ticket__user_id=user_id)
     assert incoming.text == question and incoming.source == "user"
 
@@ -70,7 +72,9 @@ async def test_helpful_click_stores_feedback_and_removes_buttons(sample_faq, bot
     assert answer["show_alert"] is False
 
     feedback = await wait_until(lambda: Feedback.objects.select_related("message").first())
-    assert feedback.helpful is True and feedback.message.telegram_message_id == reply["message_id"]
+    assert feedback.helpful is True
+    assert await wait_until(lambda: Message.objects.filter(
+        pk=feedback.message_id, telegram_message_id=reply["message_id"]).exists())
     ticket = await sync_to_async(_ticket)(EN_USER)
     assert ticket.status == Ticket.Status.OPEN
 

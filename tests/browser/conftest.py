@@ -16,6 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -273,9 +274,13 @@ def pytest_runtest_makereport(item, call):
 
 
 def screenshot(page, name: str) -> Path:
-    """docs/screenshots/NAME.png at 1280x800, written on every run (the README shows them)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """NAME.png at 1280x800: into docs/screenshots (the README shows them) with
+    ``UPDATE_SCREENSHOTS=1``, otherwise into a temporary folder, so ``make test`` leaves the
+    working tree as it was."""
+    update = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    folder = SCREENSHOTS if update else Path(tempfile.gettempdir()) / "supportbot-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path))
     return path
 
