@@ -148,7 +148,7 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     if not CHROMIUM.exists():  # checked first: without a browser the stack is not worth starting
         message = (f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium "
@@ -182,7 +182,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         _stop(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(stack):
     from playwright.sync_api import expect, sync_playwright
 
@@ -217,7 +217,7 @@ def new_context(browser):
     return context
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator_context(browser, stack):
     """The admin's browser session (logged in once): the desk in one tab, the sandbox chat in another."""
     context = new_context(browser)

@@ -71,8 +71,9 @@ def test_status_changes_record_who_made_them():
     services.close_ticket(ticket=other, reason="inactive")
 
     actors = list(TicketStatusChange.objects.order_by("id").values_list("ticket_id", "actor"))
+    # The reply (which also assigns the unassigned ticket to its operator), the close, the other close.
     assert actors == [(ticket.pk, TicketStatusChange.Actor.OPERATOR), (ticket.pk, TicketStatusChange.Actor.OPERATOR),
-                      (other.pk, TicketStatusChange.Actor.SYSTEM)]
+                      (ticket.pk, TicketStatusChange.Actor.OPERATOR), (other.pk, TicketStatusChange.Actor.SYSTEM)]
     change = TicketStatusChange.objects.filter(ticket=other).get()
     assert change.get_actor_display() == "System"
     assert {a.value for a in TicketStatusChange.Actor} == {"customer", "bot", "operator", "system"}
