@@ -379,16 +379,9 @@ def reply_from_topic(*, chat_id: int, message_thread_id: int, telegram_user_id: 
     customer's open ticket (``services.do_operator_reply``: the outbox delivers it once, and the
     web thread shows who answered). The Telegram message is logged with its id, in the same
     transaction, so the same update handled again (a redelivery) finds it and sends nothing."""
-    topic, ticket = _topic_ticket(chat_id, message_thread_id)
-    if topic is None:
-        return TopicResult(TopicOutcome.UNKNOWN_TOPIC)
-    operator = _operator(telegram_user_id)
-    if operator is None:
-        return TopicResult(TopicOutcome.UNMAPPED)
-    if ticket is None:
-        return TopicResult(TopicOutcome.NO_TICKET)
-    if _logged(chat_id, telegram_message_id):
-        return TopicResult(TopicOutcome.DUPLICATE, ticket.pk)
+    refused, ticket, operator = _from_topic(chat_id, message_thread_id, telegram_user_id, telegram_message_id)
+    if refused is not None:
+        return refused
     token = _replying_from_topic.set(True)
     try:
         reply = services.do_operator_reply(ticket=ticket, operator=operator, text=text)
@@ -431,18 +424,28 @@ def _resolve(ticket: Ticket, operator, default_language: str) -> bool:
                                    default_language=default_language)
 
 
-def _change_from_topic(chat_id, message_thread_id, telegram_user_id, telegram_message_id, text, change,
-                       done: TopicOutcome) -> TopicResult:
+def _from_topic(chat_id: int, message_thread_id: int, telegram_user_id: int, telegram_message_id: int):
+    """What a message in a topic acts on: (None, the customer's open ticket, the linked operator),
+    or (why not, as a TopicResult, None, None): unknown topic, unlinked operator, no open ticket,
+    or this Telegram message handled before (a redelivery)."""
     topic, ticket = _topic_ticket(chat_id, message_thread_id)
     if topic is None:
-        return TopicResult(TopicOutcome.UNKNOWN_TOPIC)
+        return TopicResult(TopicOutcome.UNKNOWN_TOPIC), None, None
     operator = _operator(telegram_user_id)
     if operator is None:
-        return TopicResult(TopicOutcome.UNMAPPED)
+        return TopicResult(TopicOutcome.UNMAPPED), None, None
     if ticket is None:
-        return TopicResult(TopicOutcome.NO_TICKET)
+        return TopicResult(TopicOutcome.NO_TICKET), None, None
     if _logged(chat_id, telegram_message_id):
-        return TopicResult(TopicOutcome.DUPLICATE, ticket.pk)
+        return TopicResult(TopicOutcome.DUPLICATE, ticket.pk), None, None
+    return None, ticket, operator
+
+
+def _change_from_topic(chat_id, message_thread_id, telegram_user_id, telegram_message_id, text, change,
+                       done: TopicOutcome) -> TopicResult:
+    refused, ticket, operator = _from_topic(chat_id, message_thread_id, telegram_user_id, telegram_message_id)
+    if refused is not None:
+        return refused
     changed = change(ticket, operator)
     _log_operator_message(ticket, operator=operator, text=text, chat_id=chat_id,
                           message_thread_id=message_thread_id, telegram_message_id=telegram_message_id)
